@@ -1,0 +1,52 @@
+# FleetPulse: `make run` starts the whole system, `make test` runs every check. Both set up what
+# they need on a fresh machine first (Debian packages, TimescaleDB, Kafka jars, the venv).
+
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SERVICES := infra/services.sh
+PACKAGES := schemas ops ingest api stream_processors agent
+
+.PHONY: help setup services-start services-stop services-status migrate lint test test-unit test-integration run clean
+
+help:
+	@echo "make run      set up and start everything, with a small simulated fleet"
+	@echo "make test     set up, start the services, lint, run every test"
+	@echo "make lint     ruff and mypy over every package"
+	@echo "make services-start|services-stop|services-status   the local Kafka and TimescaleDB"
+
+setup:
+	@$(SERVICES) setup
+
+services-start: setup
+	@$(SERVICES) start
+
+services-stop:
+	@$(SERVICES) stop
+
+services-status:
+	@$(SERVICES) status
+
+migrate: services-start
+	@$(PY) -m ops init
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy $(wildcard $(PACKAGES)) tests
+
+test-unit: setup
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: services-start
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+# The README's test command: lint, then every test on the real services.
+test: services-start lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+run: services-start
+	@$(PY) -m ops.run
+
+clean: services-stop
+	rm -rf .state

@@ -1,0 +1,1 @@
+"""The reference agent and the fleet simulator."""

@@ -1,0 +1,1 @@
+"""API: the REST surface and the frontend sockets."""

@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Local services for FleetPulse, without Docker: a real Apache Kafka broker (KRaft, one combined
+# broker+controller node, jars from Maven Central) and a real PostgreSQL 15 cluster with
+# TimescaleDB (Apache-2 edition, built from Debian's source package).
+#
+#   infra/services.sh setup    install packages, build TimescaleDB, fetch Kafka jars, make the venv
+#   infra/services.sh start    start PostgreSQL and Kafka (idempotent), wait until both answer
+#   infra/services.sh stop     stop both (SIGTERM, then SIGKILL after a grace period)
+#   infra/services.sh status   say what runs where
+#
+# Every step is cached: a second `setup` on the same machine takes seconds. All state lives in one
+# git-ignored folder, $FLEETPULSE_STATE_DIR (default: .state at the repository root).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${FLEETPULSE_STATE_DIR:-$ROOT/.state}
+# Defaults stay clear of a PostgreSQL (5432) or Kafka (9092/9093) the machine may already run.
+PG_PORT=${FLEETPULSE_PG_PORT:-15432}
+KAFKA_PORT=${FLEETPULSE_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${FLEETPULSE_KAFKA_CONTROLLER_PORT:-19093}
+KAFKA_HEAP=${FLEETPULSE_KAFKA_HEAP:-1g}
+PG_VERSION=15
+PG_BIN=/usr/lib/postgresql/$PG_VERSION/bin
+PG_DIR=$STATE/postgres
+KAFKA_DIR=$STATE/kafka
+KAFKA_LIB=$KAFKA_DIR/lib
+VENV=${FLEETPULSE_VENV:-$ROOT/.venv}
+PYTHON=${FLEETPULSE_PYTHON:-python3.11}
+TSDB_MIN_VERSION=2.19
+
+log() { printf '\033[1m[services]\033[0m %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user.
+as_pg() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+hash_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+# ---------------------------------------------------------------------------------------- setup
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ $apt_updated = 0 ]; then log "apt-get update"; sudo_ apt-get update -q >/dev/null; apt_updated=1; fi
+  log "installing Debian packages: ${missing[*]}"
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+setup_packages() {
+  apt_install postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake gcc make libssl-dev \
+    openjdk-17-jre-headless maven xz-utils ca-certificates
+  # Debian's postgresql-common creates a default cluster on 5432; ours has its own directory and
+  # port, so the default one is left alone (and not started by us).
+}
+
+tsdb_installed_version() {
+  local f
+  f=$(ls "$("$PG_BIN/pg_config" --pkglibdir)"/timescaledb-[0-9]*.so 2>/dev/null | sort -V | tail -1) || true
+  if [ -n "$f" ]; then basename "$f" .so | sed 's/^timescaledb-//'; fi
+}
+
+setup_timescaledb() {
+  local have
+  have=$(tsdb_installed_version)
+  if [ -n "$have" ]; then log "TimescaleDB $have already installed"; return 0; fi
+  log "building TimescaleDB (Apache-2 edition) from Debian's source package"
+  # A deb-src entry of its own for trixie: binary packages still come from the machine's release.
+  local src=/etc/apt/sources.list.d/fleetpulse-trixie-src.sources
+  if [ ! -f "$src" ]; then
+    sudo_ tee "$src" >/dev/null <<'EOF'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  fi
+  sudo_ apt-get update -q >/dev/null
+  apt_updated=1
+  local build=$STATE/build/timescaledb
+  rm -rf "$build" && mkdir -p "$build"
+  (cd "$build" && apt-get source --download-only -q -o APT::Sandbox::User=root timescaledb >/dev/null)
+  local orig
+  orig=$(ls "$build"/timescaledb_*.orig.tar.* | head -1)
+  [ -n "$orig" ] || die "apt-get source gave no timescaledb orig tarball"
+  log "unpacking $(basename "$orig")"
+  tar -C "$build" -xf "$orig"
+  local srcdir
+  srcdir=$(find "$build" -mindepth 1 -maxdepth 1 -type d | head -1)
+  (
+    cd "$srcdir"
+    log "configuring (cmake, APACHE_ONLY)"
+    ./bootstrap -DCMAKE_BUILD_TYPE=Release -DPG_CONFIG="$PG_BIN/pg_config" -DAPACHE_ONLY=1 \
+      -DSEND_TELEMETRY_DEFAULT=OFF -DUSE_TELEMETRY=OFF -DREGRESS_CHECKS=OFF -DTAP_CHECKS=OFF \
+      -DWARNINGS_AS_ERRORS=OFF >"$build/configure.log" 2>&1 || { tail -30 "$build/configure.log"; die "cmake failed"; }
+    cd build
+    log "compiling (make -j$(nproc))"
+    make -j"$(nproc)" >"$build/make.log" 2>&1 || { tail -30 "$build/make.log"; die "make failed"; }
+    sudo_ make install >"$build/install.log" 2>&1 || { tail -30 "$build/install.log"; die "make install failed"; }
+  )
+  log "TimescaleDB $(tsdb_installed_version) installed"
+}
+
+setup_kafka() {
+  local stamp=$KAFKA_LIB/.stamp want
+  want=$(hash_of "$ROOT/infra/kafka/pom.xml")
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "Kafka jars up to date"; return 0; fi
+  log "collecting the Kafka broker's jars from Maven Central (first time: a minute or two)"
+  rm -rf "$KAFKA_LIB" && mkdir -p "$KAFKA_LIB"
+  mvn -B -q -ntp -f "$ROOT/infra/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIB"
+  ls "$KAFKA_LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no kafka_2.13 jar after the Maven step"
+  echo "$want" >"$stamp"
+  log "Kafka jars: $(ls "$KAFKA_LIB" | wc -l) files"
+}
+
+setup_venv() {
+  local stamp=$VENV/.fleetpulse-stamp want
+  want=$(hash_of "$ROOT/pyproject.toml" "$ROOT/constraints.txt")
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "Python environment up to date"; return 0; fi
+  log "creating the Python environment in $VENV"
+  [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[dev,agent]"
+  echo "$want" >"$stamp"
+}
+
+cmd_setup() {
+  mkdir -p "$STATE"
+  setup_packages
+  setup_timescaledb
+  setup_kafka
+  setup_venv
+  log "setup done"
+}
+
+# ---------------------------------------------------------------------------------------- postgres
+
+pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
+
+start_postgres() {
+  [ -n "$(tsdb_installed_version)" ] || die "TimescaleDB is not installed: run '$0 setup' first"
+  mkdir -p "$PG_DIR/run"
+  if [ "$(id -u)" = 0 ]; then chown -R postgres: "$PG_DIR"; fi
+  if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
+    log "initialising the PostgreSQL cluster in $PG_DIR/data"
+    # Loopback-only development cluster: trust on 127.0.0.1 and the private socket directory.
+    as_pg "$PG_BIN/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_pg tee -a "$PG_DIR/data/postgresql.conf" >/dev/null <<EOF
+
+# FleetPulse's development cluster
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$PG_DIR/run'
+shared_preload_libraries = 'timescaledb'
+timescaledb.telemetry_level = off
+max_connections = 300
+shared_buffers = 256MB
+log_min_messages = warning
+EOF
+  fi
+  if pg_running; then log "PostgreSQL already running on 127.0.0.1:$PG_PORT"; return 0; fi
+  local t0=$SECONDS
+  as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -o "-p $PG_PORT" -w -t 60 start >/dev/null \
+    || { tail -20 "$PG_DIR/postgres.log"; die "PostgreSQL did not start"; }
+  local psql=("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qtAX -v ON_ERROR_STOP=1)
+  # The application's role; the development cluster makes it superuser so migrations can create
+  # the extension and the analyst role. Production provisions roles on its own.
+  "${psql[@]}" -c "DO \$\$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname='fleetpulse') THEN CREATE ROLE fleetpulse LOGIN SUPERUSER; END IF; END\$\$;"
+  "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname='fleetpulse'" | grep -q 1 \
+    || "${psql[@]}" -c "CREATE DATABASE fleetpulse OWNER fleetpulse"
+  log "PostgreSQL up on 127.0.0.1:$PG_PORT in $((SECONDS - t0)) s"
+}
+
+stop_postgres() {
+  if pg_running; then
+    as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null && log "PostgreSQL stopped"
+  else
+    log "PostgreSQL not running"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------- kafka
+
+kafka_pid() { [ -f "$KAFKA_DIR/broker.pid" ] && cat "$KAFKA_DIR/broker.pid"; }
+kafka_running() { local p; p=$(kafka_pid) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+write_kafka_props() {
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# Generated by infra/services.sh: single-node KRaft, combined broker + controller, loopback only.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=12
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+num.network.threads=2
+num.io.threads=4
+log.cleaner.dedupe.buffer.size=33554432
+log.retention.check.interval.ms=60000
+EOF
+}
+
+start_kafka() {
+  ls "$KAFKA_LIB"/kafka_2.13-*.jar >/dev/null 2>&1 || die "no Kafka jars: run '$0 setup' first"
+  if kafka_running; then log "Kafka already running on 127.0.0.1:$KAFKA_PORT"; return 0; fi
+  mkdir -p "$KAFKA_DIR/logs"
+  write_kafka_props
+  local cp="$KAFKA_LIB/*" log4j="-Dlog4j.configuration=file:$ROOT/infra/kafka/log4j.properties"
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    local cluster_id
+    cluster_id=$(java -Xmx256m -cp "$cp" "$log4j" kafka.tools.StorageTool random-uuid)
+    java -Xmx256m "$log4j" -cp "$cp" kafka.tools.StorageTool format -t "$cluster_id" \
+      -c "$KAFKA_DIR/server.properties" --ignore-formatted >/dev/null
+    log "formatted Kafka storage (cluster $cluster_id)"
+  fi
+  local t0=$SECONDS
+  : >"$KAFKA_DIR/broker.out"
+  # Many topics x 12 partitions: the broker keeps a few descriptors per segment.
+  ulimit -n 65536 2>/dev/null || true
+  nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$KAFKA_DIR/logs" "$log4j" -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    >"$KAFKA_DIR/broker.out" 2>&1 </dev/null &
+  echo $! >"$KAFKA_DIR/broker.pid"
+  local deadline=$((SECONDS + 120))
+  until grep -q "Kafka Server started" "$KAFKA_DIR/broker.out"; do
+    kafka_running || { tail -30 "$KAFKA_DIR/broker.out"; die "Kafka exited before it was ready"; }
+    [ $SECONDS -lt $deadline ] || { tail -30 "$KAFKA_DIR/broker.out"; die "Kafka not ready after 120 s"; }
+    sleep 0.2
+  done
+  # The log line is not proof that clients are served: ask for metadata like a client would.
+  if [ -x "$VENV/bin/python" ]; then
+    "$VENV/bin/python" -m ops.wait kafka --bootstrap "127.0.0.1:$KAFKA_PORT" --timeout 60
+  fi
+  log "Kafka up on 127.0.0.1:$KAFKA_PORT in $((SECONDS - t0)) s"
+}
+
+stop_kafka() {
+  if ! kafka_running; then log "Kafka not running"; rm -f "$KAFKA_DIR/broker.pid"; return 0; fi
+  local pid
+  pid=$(kafka_pid)
+  kill -TERM "$pid"
+  # The broker's shutdown hook does a controlled shutdown; give it a grace period.
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; log "Kafka killed after 20 s"; else log "Kafka stopped"; fi
+  rm -f "$KAFKA_DIR/broker.pid"
+}
+
+# ---------------------------------------------------------------------------------------- main
+
+cmd_status() {
+  if pg_running; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $PG_DIR/data)"; else echo "postgres: stopped"; fi
+  if kafka_running; then echo "kafka:    running on 127.0.0.1:$KAFKA_PORT (pid $(kafka_pid))"; else echo "kafka:    stopped"; fi
+  echo "timescaledb: $(tsdb_installed_version || echo 'not installed')"
+}
+
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0  # sourced: functions only
+
+case "${1:-}" in
+  setup) cmd_setup ;;
+  start) mkdir -p "$STATE"; start_postgres; start_kafka ;;
+  stop) stop_kafka; stop_postgres ;;
+  restart-postgres) stop_postgres; start_postgres ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 setup|start|stop|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,1 @@
+"""Ingest: the agents' WebSocket endpoint, durable into Kafka."""

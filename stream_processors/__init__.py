@@ -1,0 +1,1 @@
+"""Stream processors: persistence to TimescaleDB, rollups, retention, alerts (faust-streaming)."""

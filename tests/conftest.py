@@ -1,0 +1,115 @@
+"""Shared fixtures. Two tiers: `tests/unit` (fakes, no services) and `tests/integration` (the real
+Kafka and TimescaleDB started by `infra/services.sh start`).
+
+Locally an integration test skips, with the reason, when a service is absent; under CI
+(`CI=true`) a missing service fails the run instead. Each test session works in a database and a
+topic namespace of its own, so tests never see `make run`'s data, nor it theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ops import migrate
+from ops.topics import ensure_topics
+from schemas.settings import CommonSettings, Environment
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# Heavy suites run reduced in CI; FLEETPULSE_FULL=1 runs them in full.
+FULL = os.environ.get("FLEETPULSE_FULL", "") == "1"
+
+KAFKA_BOOTSTRAP = os.environ.get("FLEETPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+ADMIN_DSN = os.environ.get("FLEETPULSE_TEST_ADMIN_DSN", "postgresql://fleetpulse@127.0.0.1:15432/postgres")
+TEST_PARTITIONS = 4
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/integration/" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+def _unavailable(what: str, error: Exception) -> None:
+    message = f"{what} is not reachable ({error}); start it with `infra/services.sh start`"
+    if IN_CI:
+        pytest.fail(f"under CI a missing service is a failure: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def _dsn_for(database: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_dsn() -> str:
+    try:
+        with psycopg.connect(ADMIN_DSN, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.OperationalError as exc:
+        _unavailable("PostgreSQL", exc)
+    return ADMIN_DSN
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_admin_dsn: str) -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    name = f"fp_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = _dsn_for(name)
+    migrate.apply(dsn)
+    yield dsn
+    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    from ops import wait
+
+    try:
+        asyncio.run(wait.kafka(KAFKA_BOOTSTRAP, within=5))
+    except Exception as exc:
+        _unavailable("Kafka", exc)
+    return KAFKA_BOOTSTRAP
+
+
+@pytest.fixture(scope="session")
+def topic_prefix(kafka_bootstrap: str) -> str:
+    """A topic namespace for this test session, with every topic created in it."""
+    prefix = f"test-{uuid.uuid4().hex[:8]}."
+    asyncio.run(ensure_topics(kafka_bootstrap, prefix, TEST_PARTITIONS))
+    return prefix
+
+
+@pytest.fixture
+def common_settings(
+    database_url: str, kafka_bootstrap: str, topic_prefix: str, tmp_path: Path
+) -> CommonSettings:
+    return CommonSettings(
+        env=Environment.TEST,
+        state_dir=tmp_path / "state",
+        kafka_bootstrap=kafka_bootstrap,
+        database_url=database_url,
+        topic_prefix=topic_prefix,
+        topic_partitions=TEST_PARTITIONS,
+    )
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    """An autocommit connection to the session's database."""
+    conn = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
+    try:
+        yield conn
+    finally:
+        await conn.close()
