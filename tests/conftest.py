@@ -26,8 +26,14 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # Heavy suites run reduced in CI; FLEETPULSE_FULL=1 runs them in full.
 FULL = os.environ.get("FLEETPULSE_FULL", "") == "1"
 
-KAFKA_BOOTSTRAP = os.environ.get("FLEETPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
-ADMIN_DSN = os.environ.get("FLEETPULSE_TEST_ADMIN_DSN", "postgresql://fleetpulse@127.0.0.1:15432/postgres")
+# The same ports infra/services.sh uses (and the same variables to move them).
+KAFKA_BOOTSTRAP = os.environ.get(
+    "FLEETPULSE_KAFKA_BOOTSTRAP", f"127.0.0.1:{os.environ.get('FLEETPULSE_KAFKA_PORT', '19092')}"
+)
+ADMIN_DSN = os.environ.get(
+    "FLEETPULSE_TEST_ADMIN_DSN",
+    f"postgresql://fleetpulse@127.0.0.1:{os.environ.get('FLEETPULSE_PG_PORT', '15432')}/postgres",
+)
 TEST_PARTITIONS = 4
 
 
