@@ -7,6 +7,12 @@ PY := $(VENV)/bin/python
 SERVICES := infra/services.sh
 PACKAGES := schemas ops ingest api stream_processors agent
 
+# One place for the ports: the services script, the deployables and the tests all follow these.
+export FLEETPULSE_PG_PORT ?= 15432
+export FLEETPULSE_KAFKA_PORT ?= 19092
+export FLEETPULSE_DATABASE_URL ?= postgresql://fleetpulse@127.0.0.1:$(FLEETPULSE_PG_PORT)/fleetpulse
+export FLEETPULSE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(FLEETPULSE_KAFKA_PORT)
+
 .PHONY: help setup services-start services-stop services-status migrate lint test test-unit test-integration run clean
 
 help:
