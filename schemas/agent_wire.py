@@ -1,0 +1,622 @@
+"""The agent socket's frames (`WS /api/v1/agents/ws`), both dialects, both directions.
+
+Two dialects share the socket:
+
+- the seed dialect (the seed document's "Agent WebSocket Protocol", plus what FleetPulse adds:
+  `seq`/`ack`, `log`/`logs`, error codes), strict where the protocol is ours;
+- the legacy ChatOps dialect (`metrics` nested under `data`, `metrics_received` acks,
+  `execute_command` / `*_container` commands with a `request_id`), tolerant like its agent is.
+
+Both share the `type` discriminator; the one ambiguous type, `metrics`, is told apart by its shape
+(a `data` object is legacy). Every inbound frame decodes with `AGENT_FRAME.validate_json(raw)` and
+every outbound frame with `SERVER_FRAME.validate_json(raw)`; `to_bytes()` encodes one.
+
+Inbound metrics and logs convert into `schemas.canonical` payloads (`to_canonical`), so nothing
+downstream knows which dialect an agent spoke. docs/protocol.md is the prose version of this file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+
+from .canonical import (
+    ContainerSample,
+    DiskSample,
+    InterfaceSample,
+    LogLevel,
+    LogRecord,
+    MetricSample,
+    ProcessSample,
+    UtcDatetime,
+    log_entry_id,
+)
+
+GIB = 1024**3
+Percent = Annotated[float, Field(ge=0, le=100)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class _Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    def to_bytes(self) -> bytes:
+        """The frame as sent on the wire (absent optional fields are left out, not `null`)."""
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+# --------------------------------------------------------------------------------------------
+# Agent -> server, both dialects
+# --------------------------------------------------------------------------------------------
+
+
+class AuthFrame(_Frame):
+    """The first frame of every connection, in both dialects."""
+
+    type: Literal["auth"]
+    api_key: str = Field(max_length=256)
+
+
+class PingFrame(_Frame):
+    """Application-level heartbeat, both dialects; answered by `PongFrame`."""
+
+    type: Literal["ping"]
+
+
+# ---- seed dialect ---------------------------------------------------------------------------
+
+
+class SeedDisk(_Frame):
+    path: str
+    total: NonNegInt
+    used: NonNegInt
+    free: NonNegInt
+    percent: Percent
+
+
+class SeedInterface(_Frame):
+    interface: str
+    bytes_sent: NonNegInt
+    bytes_recv: NonNegInt
+    packets_sent: NonNegInt | None = None
+    packets_recv: NonNegInt | None = None
+    errors_in: NonNegInt | None = None
+    errors_out: NonNegInt | None = None
+
+
+class SeedContainer(_Frame):
+    id: str
+    name: str
+    image: str | None = None
+    state: str | None = None
+    status: str | None = None
+    cpu_percent: float | None = None
+    memory_bytes: NonNegInt | None = None
+
+
+class SeedProcess(_Frame):
+    pid: int
+    name: str
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    user: str | None = None
+    status: str | None = None
+
+
+class SeedMetricsFrame(_Frame):
+    """The seed's `metrics` frame, plus optional well-known extras and an optional `seq`."""
+
+    type: Literal["metrics"]
+    seq: Seq | None = None
+    server_id: uuid.UUID | None = None  # when present it must be the key's server
+    timestamp: UtcDatetime
+    cpu_percent: Percent
+    memory_percent: Percent
+    disk_usage: list[SeedDisk] = Field(default_factory=list, max_length=256)
+    network: list[SeedInterface] = Field(default_factory=list, max_length=256)
+    # Well-known extras: all optional.
+    memory_total: NonNegInt | None = None
+    memory_used: NonNegInt | None = None
+    load_average: tuple[float, float, float] | None = None  # 1, 5 and 15 minutes
+    uptime_seconds: NonNegInt | None = None
+    cpu_cores: NonNegInt | None = None
+    containers: list[SeedContainer] | None = Field(default=None, max_length=4096)
+    top_processes: list[SeedProcess] = Field(default_factory=list, max_length=10_000)
+
+    def to_canonical(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> MetricSample:
+        load = self.load_average
+        processes = sorted(self.top_processes, key=lambda p: p.cpu_percent or 0.0, reverse=True)
+        return MetricSample(
+            server_id=server_id,
+            time=self.timestamp,
+            received_at=received_at,
+            seq=self.seq,
+            cpu_percent=self.cpu_percent,
+            memory_percent=self.memory_percent,
+            memory_total_bytes=self.memory_total,
+            memory_used_bytes=self.memory_used,
+            load1=load[0] if load else None,
+            load5=load[1] if load else None,
+            load15=load[2] if load else None,
+            uptime_seconds=self.uptime_seconds,
+            cpu_cores=self.cpu_cores,
+            disks=tuple(
+                DiskSample(
+                    mount=d.path, total_bytes=d.total, used_bytes=d.used, free_bytes=d.free, percent=d.percent
+                )
+                for d in self.disk_usage
+            ),
+            interfaces=tuple(InterfaceSample(**n.model_dump()) for n in self.network),
+            containers=None
+            if self.containers is None
+            else tuple(ContainerSample(**c.model_dump()) for c in self.containers),
+            processes=tuple(ProcessSample(**p.model_dump()) for p in processes[:max_processes]),
+        )
+
+
+_LEVELS: dict[str, LogLevel] = {
+    "DEBUG": "DEBUG",
+    "TRACE": "DEBUG",
+    "INFO": "INFO",
+    "NOTICE": "INFO",
+    "WARN": "WARNING",
+    "WARNING": "WARNING",
+    "ERR": "ERROR",
+    "ERROR": "ERROR",
+    "CRIT": "CRITICAL",
+    "CRITICAL": "CRITICAL",
+    "FATAL": "CRITICAL",
+    "ALERT": "CRITICAL",
+    "EMERG": "CRITICAL",
+}
+
+
+def _level(value: Any) -> Any:
+    if isinstance(value, str):
+        return _LEVELS.get(value.strip().upper(), value)
+    return value
+
+
+Level = Annotated[LogLevel, BeforeValidator(_level)]
+
+
+class LogEntry(_Frame):
+    level: Level
+    message: str = Field(max_length=64 * 1024)
+    timestamp: UtcDatetime
+    source: str | None = Field(default=None, max_length=256)
+
+
+class LogFrame(_Frame):
+    """One log entry (FleetPulse's addition: the seed names no agent log message)."""
+
+    type: Literal["log"]
+    seq: Seq | None = None
+    server_id: uuid.UUID | None = None
+    level: Level
+    message: str = Field(max_length=64 * 1024)
+    timestamp: UtcDatetime
+    source: str | None = Field(default=None, max_length=256)
+
+    def to_canonical(self, server_id: uuid.UUID, received_at: datetime) -> list[LogRecord]:
+        entry = LogEntry(level=self.level, message=self.message, timestamp=self.timestamp, source=self.source)
+        return _log_records(server_id, received_at, self.seq, [entry])
+
+
+class LogsFrame(_Frame):
+    """A batch of log entries, acknowledged (when it has a `seq`) as one."""
+
+    type: Literal["logs"]
+    seq: Seq | None = None
+    server_id: uuid.UUID | None = None
+    entries: list[LogEntry] = Field(min_length=1, max_length=1000)
+
+    def to_canonical(self, server_id: uuid.UUID, received_at: datetime) -> list[LogRecord]:
+        return _log_records(server_id, received_at, self.seq, self.entries)
+
+
+def _log_records(
+    server_id: uuid.UUID, received_at: datetime, seq: int | None, entries: list[LogEntry]
+) -> list[LogRecord]:
+    return [
+        LogRecord(
+            server_id=server_id,
+            entry_id=log_entry_id(server_id, e.timestamp, e.source, e.message, ordinal),
+            time=e.timestamp,
+            received_at=received_at,
+            level=e.level,
+            message=e.message,
+            source=e.source,
+            seq=seq,
+        )
+        for ordinal, e in enumerate(entries)
+    ]
+
+
+class CommandResponseFrame(_Frame):
+    """The agent's answer to a seed `command`."""
+
+    type: Literal["command_response"]
+    seq: Seq | None = None
+    command_id: uuid.UUID
+    output: str = Field(default="", max_length=1024 * 1024)
+    exit_code: int
+    duration_ms: NonNegInt | None = None
+    error: str | None = None
+
+
+class DockerResponseFrame(_Frame):
+    """The agent's answer to a seed `docker_command` (`logs` only for the `logs` action)."""
+
+    type: Literal["docker_response"]
+    seq: Seq | None = None
+    command_id: uuid.UUID
+    success: bool
+    message: str = ""
+    logs: list[str] | None = None
+
+
+# ---- legacy dialect --------------------------------------------------------------------------
+
+
+class _Legacy(_Frame):
+    model_config = ConfigDict(frozen=True, extra="ignore", coerce_numbers_to_str=True)
+
+
+class LegacyCpu(_Legacy):
+    usage_percent: Percent
+    cores: NonNegInt | None = None
+    frequency_mhz: float | None = None
+
+
+class LegacyMemory(_Legacy):
+    total_gb: float = Field(ge=0)
+    used_gb: float = Field(ge=0)
+    available_gb: float | None = Field(default=None, ge=0)
+    usage_percent: Percent
+
+
+class LegacyDisk(_Legacy):
+    total_gb: float = Field(ge=0)
+    used_gb: float = Field(ge=0)
+    available_gb: float = Field(ge=0)
+    usage_percent: Percent
+
+
+class LegacyNetwork(_Legacy):
+    bytes_sent: NonNegInt
+    bytes_recv: NonNegInt
+    packets_sent: NonNegInt | None = None
+    packets_recv: NonNegInt | None = None
+
+
+class LegacyContainer(_Legacy):
+    id: str
+    name: str
+    image: str | None = None
+    status: str | None = None
+    state: str | None = None
+
+
+class LegacyProcess(_Legacy):
+    pid: int
+    name: str
+    cpu: float | None = None
+    memory: float | None = None  # percent of memory
+    status: str | None = None
+    user: str | None = None
+
+
+class LegacyMetricsData(_Legacy):
+    server_id: str | None = None  # informational only: the key decides the server
+    timestamp: UtcDatetime
+    cpu: LegacyCpu
+    memory: LegacyMemory
+    disk: LegacyDisk | None = None
+    network: LegacyNetwork | None = None
+    containers: list[LegacyContainer] | None = None
+    processes: list[LegacyProcess] | None = Field(default=None, max_length=100_000)
+
+
+def _gib(value: float) -> int:
+    return round(value * GIB)
+
+
+class LegacyMetricsFrame(_Legacy):
+    """The legacy agent's `metrics`: everything under `data`, GiB floats, one root disk."""
+
+    type: Literal["metrics"]
+    data: LegacyMetricsData
+
+    def to_canonical(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> MetricSample:
+        d = self.data
+        disks: tuple[DiskSample, ...] = ()
+        if d.disk is not None:
+            disks = (
+                DiskSample(
+                    mount="/",
+                    total_bytes=_gib(d.disk.total_gb),
+                    used_bytes=_gib(d.disk.used_gb),
+                    free_bytes=_gib(d.disk.available_gb),
+                    percent=d.disk.usage_percent,
+                ),
+            )
+        interfaces: tuple[InterfaceSample, ...] = ()
+        if d.network is not None:
+            # The legacy agent sums every interface: one "all" interface, counters as given.
+            interfaces = (InterfaceSample(interface="all", **d.network.model_dump()),)
+        processes = sorted(d.processes or [], key=lambda p: p.cpu or 0.0, reverse=True)[:max_processes]
+        return MetricSample(
+            server_id=server_id,
+            time=d.timestamp,
+            received_at=received_at,
+            cpu_percent=d.cpu.usage_percent,
+            cpu_cores=d.cpu.cores,
+            memory_percent=d.memory.usage_percent,
+            memory_total_bytes=_gib(d.memory.total_gb),
+            memory_used_bytes=_gib(d.memory.used_gb),
+            disks=disks,
+            interfaces=interfaces,
+            containers=None
+            if d.containers is None
+            else tuple(
+                ContainerSample(id=c.id, name=c.name, image=c.image, state=c.state, status=c.status)
+                for c in d.containers
+            ),
+            processes=tuple(
+                ProcessSample(
+                    pid=p.pid,
+                    name=p.name,
+                    cpu_percent=p.cpu,
+                    memory_percent=p.memory,
+                    user=p.user,
+                    status=p.status,
+                )
+                for p in processes
+            ),
+        )
+
+
+class LegacyCommandResultData(_Legacy):
+    output: str = Field(default="", max_length=1024 * 1024)
+    exit_code: int
+
+
+class LegacyCommandResultFrame(_Legacy):
+    type: Literal["command_result"]
+    request_id: str
+    data: LegacyCommandResultData
+
+
+class LegacyContainerData(_Legacy):
+    container_id: str
+    status: str | None = None
+
+
+class LegacyContainerStartedFrame(_Legacy):
+    type: Literal["container_started"]
+    request_id: str
+    data: LegacyContainerData
+
+
+class LegacyContainerStoppedFrame(_Legacy):
+    type: Literal["container_stopped"]
+    request_id: str
+    data: LegacyContainerData
+
+
+class LegacyContainerRestartedFrame(_Legacy):
+    type: Literal["container_restarted"]
+    request_id: str
+    data: LegacyContainerData
+
+
+class LegacyContainerLogsData(_Legacy):
+    container_id: str
+    logs: list[str] | None = None
+
+
+class LegacyContainerLogsFrame(_Legacy):
+    type: Literal["container_logs"]
+    request_id: str
+    data: LegacyContainerLogsData
+
+
+class LegacyErrorFrame(_Legacy):
+    """A legacy agent's failure reply to a command."""
+
+    type: Literal["error"]
+    message: str = ""
+    request_id: str | None = None
+
+
+LegacyReplyFrame = (
+    LegacyCommandResultFrame
+    | LegacyContainerStartedFrame
+    | LegacyContainerStoppedFrame
+    | LegacyContainerRestartedFrame
+    | LegacyContainerLogsFrame
+    | LegacyErrorFrame
+)
+
+
+def _agent_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type")
+        if kind == "metrics" and isinstance(value.get("data"), dict):
+            return "legacy_metrics"
+        return kind if isinstance(kind, str) else None
+    if isinstance(value, BaseModel):
+        if isinstance(value, LegacyMetricsFrame):
+            return "legacy_metrics"
+        kind = getattr(value, "type", None)
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+AgentFrame = Annotated[
+    Annotated[AuthFrame, Tag("auth")]
+    | Annotated[PingFrame, Tag("ping")]
+    | Annotated[SeedMetricsFrame, Tag("metrics")]
+    | Annotated[LegacyMetricsFrame, Tag("legacy_metrics")]
+    | Annotated[LogFrame, Tag("log")]
+    | Annotated[LogsFrame, Tag("logs")]
+    | Annotated[CommandResponseFrame, Tag("command_response")]
+    | Annotated[DockerResponseFrame, Tag("docker_response")]
+    | Annotated[LegacyCommandResultFrame, Tag("command_result")]
+    | Annotated[LegacyContainerStartedFrame, Tag("container_started")]
+    | Annotated[LegacyContainerStoppedFrame, Tag("container_stopped")]
+    | Annotated[LegacyContainerRestartedFrame, Tag("container_restarted")]
+    | Annotated[LegacyContainerLogsFrame, Tag("container_logs")]
+    | Annotated[LegacyErrorFrame, Tag("error")],
+    Discriminator(_agent_tag),
+]
+"""Every frame an agent may send, in either dialect."""
+
+
+# --------------------------------------------------------------------------------------------
+# Server -> agent
+# --------------------------------------------------------------------------------------------
+
+
+class AuthSuccessFrame(_Frame):
+    """Both dialects: the first frame the server sends after a valid `auth`."""
+
+    type: Literal["auth_success"] = "auth_success"
+    server_id: uuid.UUID
+    message: str = "Connected successfully"
+
+
+ErrorCode = Literal[
+    "invalid_json",  # not a JSON object
+    "unknown_type",  # `type` missing or not a frame this socket accepts
+    "validation",  # a field is missing or has a wrong type or value
+    "server_id_mismatch",  # the frame's server_id is not the API key's server
+    "retry",  # Kafka could not take the frame in time: send it again (it was not acknowledged)
+    "invalid_key",  # authentication failed (the socket closes with 1008)
+    "auth_required",  # the first frame was not `auth`
+]
+
+
+class ErrorFrame(_Frame):
+    """A refusal. `message` is the seed's text; `code` and `detail` say precisely what failed.
+
+    `seq` is echoed when the refused frame carried one, so the agent knows which frame to resend.
+    """
+
+    type: Literal["error"] = "error"
+    message: str
+    code: ErrorCode | None = None
+    detail: str | None = None
+    seq: Seq | None = None
+    retry: bool | None = None
+
+
+class AckFrame(_Frame):
+    """Seed dialect: frame `seq` is durable in Kafka (sent only after Kafka confirmed it)."""
+
+    type: Literal["ack"] = "ack"
+    seq: Seq
+
+
+class PongFrame(_Frame):
+    type: Literal["pong"] = "pong"
+
+
+class CommandFrame(_Frame):
+    """Seed dialect: run a shell command; answered by `command_response`."""
+
+    type: Literal["command"] = "command"
+    command_id: uuid.UUID
+    command: str
+
+
+class DockerCommandFrame(_Frame):
+    """Seed dialect: a container action; answered by `docker_response`."""
+
+    type: Literal["docker_command"] = "docker_command"
+    command_id: uuid.UUID
+    action: Literal["start", "stop", "restart", "logs"]
+    container_id: str
+    tail: int | None = None  # for `logs`
+
+
+class MetricsReceivedFrame(_Frame):
+    """Legacy dialect: one per `metrics` frame, once it is durable in Kafka."""
+
+    type: Literal["metrics_received"] = "metrics_received"
+    status: Literal["ok"] = "ok"
+
+
+class ExecuteCommandFrame(_Frame):
+    type: Literal["execute_command"] = "execute_command"
+    request_id: str
+    command: str
+
+
+class StartContainerFrame(_Frame):
+    type: Literal["start_container"] = "start_container"
+    request_id: str
+    container_id: str
+
+
+class StopContainerFrame(_Frame):
+    type: Literal["stop_container"] = "stop_container"
+    request_id: str
+    container_id: str
+    timeout: int | None = None  # seconds
+
+
+class RestartContainerFrame(_Frame):
+    type: Literal["restart_container"] = "restart_container"
+    request_id: str
+    container_id: str
+    timeout: int | None = None  # seconds
+
+
+class GetContainerLogsFrame(_Frame):
+    type: Literal["get_container_logs"] = "get_container_logs"
+    request_id: str
+    container_id: str
+    tail: int
+
+
+ServerFrame = Annotated[
+    AuthSuccessFrame
+    | ErrorFrame
+    | AckFrame
+    | PongFrame
+    | CommandFrame
+    | DockerCommandFrame
+    | MetricsReceivedFrame
+    | ExecuteCommandFrame
+    | StartContainerFrame
+    | StopContainerFrame
+    | RestartContainerFrame
+    | GetContainerLogsFrame,
+    Field(discriminator="type"),
+]
+"""Every frame the server may send, in either dialect."""
+
+# The seed's verbatim texts.
+INVALID_KEY = "Invalid or inactive API key"
+INVALID_FORMAT = "Invalid message format"
+CONNECTED = "Connected successfully"
+
+# Close codes (RFC 6455 and the 4000-4999 private range). "May reconnect": 1001, 1011, 1013,
+# 4000. Terminal until the operator acts: 1008 (key refused or revoked), 1003, 1009.
+CLOSE_GOING_AWAY = 1001
+CLOSE_UNSUPPORTED = 1003  # a binary frame
+CLOSE_POLICY = 1008  # bad key, auth timeout, revoked key, too many invalid frames or failed auths
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_TRY_AGAIN = 1013  # the service is shutting down or overloaded
+CLOSE_SUPERSEDED = 4000  # a newer socket of the same server took over: do not fight it
+
+AGENT_FRAME: TypeAdapter[AgentFrame] = TypeAdapter(AgentFrame)
+SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
