@@ -1,4 +1,7 @@
-"""Settings of the API service (env prefix `FLEETPULSE_API_`)."""
+"""Settings of the API service (env prefix `FLEETPULSE_API_`).
+
+Every limit the API enforces is here, so an operator can tune it and a test can set it small.
+"""
 
 from __future__ import annotations
 
@@ -14,3 +17,30 @@ class ApiSettings(BaseSettings):
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # Database pool (asyncpg), owned by the lifespan.
+    db_pool_min: int = Field(default=1, ge=0, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=200)
+    db_command_timeout_seconds: float = Field(default=30.0, gt=0)
+
+    # Tokens: short-lived access, rotating refresh.
+    access_token_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+    refresh_token_days: float = Field(default=14.0, gt=0, le=365)
+    token_leeway_seconds: float = Field(default=5.0, ge=0, le=300)
+
+    # Login attempts allowed per (email, client address) within the window.
+    login_attempts: int = Field(default=10, ge=1)
+    login_window_seconds: float = Field(default=300.0, gt=0)
+
+    # Remote commands.
+    command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
+    command_max_length: int = Field(default=4096, ge=1)
+    commands_per_minute: int = Field(default=30, ge=1)  # per user and server
+
+    # History queries: bounded so no request scans without limit.
+    history_max_points: int = Field(default=5000, ge=10)
+    history_max_range_raw_hours: float = Field(default=6.0, gt=0)
+    history_max_range_1m_days: float = Field(default=7.0, gt=0)
+    history_max_range_1h_days: float = Field(default=400.0, gt=0)
+    logs_max_page: int = Field(default=500, ge=1)
+    logs_max_range_days: float = Field(default=31.0, gt=0)
