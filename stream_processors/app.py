@@ -1,12 +1,30 @@
-"""The faust application factory: raw bytes on every topic, decoded through `schemas/`."""
+"""The faust application factory: raw bytes on every topic, decoded through `schemas/`.
+
+Long-lived resources are faust services, started with the app and stopped in reverse order:
+the database pool first in, last out; then the persistence consumer and the timers that use it.
+Other parts of the processors (the alert engine) register themselves with one call below.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 
+from .db import Database
+from .persist import PersistenceService
+from .retention import RetentionService
 from .settings import ProcessorSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The app's own services, for the parts that need them (and for tests)."""
+
+    database: Database
+    persistence: PersistenceService
+    retention: RetentionService
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
@@ -24,9 +42,32 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         topic_replication_factor=1,
         producer_acks=-1,
     )
+    services = install_services(app, settings)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        return web.json(
+            {
+                "status": "ok",
+                "persistence": services.persistence.stats.as_dict(),
+                "retention_runs": services.retention.runs,
+            }
+        )
 
     return app
+
+
+def install_services(app: faust.App, settings: ProcessorSettings) -> Services:
+    """Register the database pool and the services using it, in start order."""
+    database = Database(settings)
+    services = Services(
+        database=database,
+        persistence=PersistenceService(settings, database),
+        retention=RetentionService(settings, database),
+    )
+    # Registration order is start order; mode stops them in reverse, so the pool closes last.
+    # faust's App.service accepts an instance as well as a class (App._prepare_subservice).
+    app.service(database)  # type: ignore[arg-type]
+    app.service(services.persistence)  # type: ignore[arg-type]
+    app.service(services.retention)  # type: ignore[arg-type]
+    return services

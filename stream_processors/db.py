@@ -1,0 +1,554 @@
+"""All SQL of the stream processors, and the database pool they share.
+
+`Database` is a faust (mode) service owning one psycopg pool, opened when the app starts and closed
+when it stops. Every write runs in `Database.transaction()`, which translates psycopg's errors
+once: `DatabaseUnavailable` (retry the same batch) or `DatabaseRejected` (the data itself is
+refused). Bulk rows go in with binary COPY into per-connection staging tables, then one
+`INSERT ... SELECT ... ON CONFLICT` on each table's natural key, so a replayed batch adds no row.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+import mode
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg_pool import AsyncConnectionPool
+
+from schemas.canonical import AgentEvent, CommandResult, LogRecord, MetricSample
+
+from .errors import DatabaseRejected, DatabaseUnavailable
+from .settings import ProcessorSettings
+
+log = logging.getLogger(__name__)
+
+Conn = psycopg.AsyncConnection[Any]
+
+RAW_TABLES = ("metrics", "metric_disks", "metric_interfaces", "logs", "agent_events")
+ROLLUP_1M_TABLE = "metric_rollups_1m"
+ROLLUP_1H_TABLE = "metric_rollups_1h"
+
+
+class Database(mode.Service):
+    """The processors' connection pool, as a service of the faust app."""
+
+    def __init__(self, settings: ProcessorSettings, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._settings = settings
+        self.pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            settings.common.database_url,
+            open=False,
+            min_size=settings.db_pool_min_size,
+            max_size=settings.db_pool_max_size,
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": max(1, round(settings.db_connect_timeout_seconds)),
+            },
+            # A connection broken by an outage is detected on checkout and replaced.
+            check=AsyncConnectionPool.check_connection,
+            reconnect_timeout=0,  # never give up reconnecting: an outage is waited out
+            name="fleetpulse-processors",
+        )
+
+    async def on_start(self) -> None:
+        # wait=False: a worker started while the database is down runs and retries, no crash loop.
+        await self.pool.open(wait=False)
+
+    async def on_stop(self) -> None:
+        await self.pool.close(timeout=5.0)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Conn]:
+        """One transaction on a pooled connection; psycopg errors translated here, once."""
+        try:
+            timeout = self._settings.db_connect_timeout_seconds
+            async with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+                yield conn
+        except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
+            raise DatabaseRejected(f"{type(exc).__name__}: {exc}") from exc
+        except psycopg.Error as exc:
+            # Connection lost, pool timeout, serialization failure, deadlock, admin shutdown, or
+            # anything unexpected: the batch is retried unchanged, never skipped.
+            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+# --- staging -------------------------------------------------------------------------------------
+
+_STAGING = {
+    "stage_metrics": "metrics",
+    "stage_disks": "metric_disks",
+    "stage_interfaces": "metric_interfaces",
+    "stage_logs": "logs",
+    "stage_agent_events": "agent_events",
+    "stage_command_results": "command_history",
+}
+_prepared: weakref.WeakSet[Conn] = weakref.WeakSet()
+
+
+async def _ensure_staging(conn: Conn) -> None:
+    """Temporary staging tables, once per connection; ON COMMIT DELETE ROWS empties them."""
+    if conn in _prepared:
+        return
+    for stage, table in _STAGING.items():
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+    await conn.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS rollup_affected (server_id uuid, bucket timestamptz) "
+        "ON COMMIT DELETE ROWS"
+    )
+    _prepared.add(conn)
+
+
+async def _copy(
+    conn: Conn, stage: str, columns: Sequence[tuple[str, str]], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    if not rows:
+        return
+    names = ", ".join(name for name, _ in columns)
+    sql = f"COPY {stage} ({names}) FROM STDIN (FORMAT BINARY)"
+    async with conn.cursor() as cur, cur.copy(sql) as copy:
+        copy.set_types([pg_type for _, pg_type in columns])
+        for row in rows:
+            await copy.write_row(row)
+
+
+_METRIC_COLUMNS = (
+    ("server_id", "uuid"),
+    ("time", "timestamptz"),
+    ("cpu_percent", "float8"),
+    ("memory_percent", "float8"),
+    ("memory_total_bytes", "int8"),
+    ("memory_used_bytes", "int8"),
+    ("load1", "float8"),
+    ("load5", "float8"),
+    ("load15", "float8"),
+    ("uptime_seconds", "int8"),
+    ("cpu_cores", "int4"),
+    ("received_at", "timestamptz"),
+)
+_DISK_COLUMNS = (
+    ("server_id", "uuid"),
+    ("time", "timestamptz"),
+    ("mount", "text"),
+    ("total_bytes", "int8"),
+    ("used_bytes", "int8"),
+    ("free_bytes", "int8"),
+    ("percent", "float8"),
+)
+_INTERFACE_COLUMNS = (
+    ("server_id", "uuid"),
+    ("time", "timestamptz"),
+    ("interface", "text"),
+    ("bytes_sent", "int8"),
+    ("bytes_recv", "int8"),
+    ("packets_sent", "int8"),
+    ("packets_recv", "int8"),
+    ("errors_in", "int8"),
+    ("errors_out", "int8"),
+)
+_LOG_COLUMNS = (
+    ("server_id", "uuid"),
+    ("time", "timestamptz"),
+    ("entry_id", "uuid"),
+    ("level", "text"),
+    ("source", "text"),
+    ("message", "text"),
+    ("received_at", "timestamptz"),
+)
+_EVENT_COLUMNS = (
+    ("server_id", "uuid"),
+    ("time", "timestamptz"),
+    ("event_id", "uuid"),
+    ("event", "text"),
+    ("connection_id", "uuid"),
+    ("ingest_id", "text"),
+    ("dialect", "text"),
+    ("reason", "text"),
+    ("remote", "text"),
+    ("superseded", "bool"),
+)
+_RESULT_COLUMNS = (
+    ("command_id", "uuid"),
+    ("server_id", "uuid"),
+    ("success", "bool"),
+    ("output", "text"),
+    ("error", "text"),
+    ("exit_code", "int4"),
+    ("duration_ms", "int8"),
+    ("message", "text"),
+    ("logs", "text[]"),
+    ("finished_at", "timestamptz"),
+)
+
+
+def _cols(columns: Sequence[tuple[str, str]], prefix: str = "") -> str:
+    return ", ".join(f"{prefix}{name}" for name, _ in columns)
+
+
+# --- the batch write -----------------------------------------------------------------------------
+
+
+async def write_batch(
+    conn: Conn,
+    payloads: Sequence[MetricSample | LogRecord | AgentEvent | CommandResult],
+    highest: Mapping[tuple[str, int], int],
+    *,
+    rollup_horizon: datetime,
+    stale_after: timedelta,
+) -> None:
+    """Write one batch inside the caller's transaction, idempotently.
+
+    `payloads` are in Kafka order (per partition); `highest` is the highest offset per
+    (topic, partition) the batch covers, recorded in `persisted_offsets` in this same transaction.
+    Rollup buckets older than `rollup_horizon` (the raw retention) are not recomputed: their raw
+    rows may be gone.
+    """
+    await _ensure_staging(conn)
+    metrics = [p for p in payloads if isinstance(p, MetricSample)]
+    logs = [p for p in payloads if isinstance(p, LogRecord)]
+    events = [p for p in payloads if isinstance(p, AgentEvent)]
+    results = [p for p in payloads if isinstance(p, CommandResult)]
+
+    # All of one server's messages sit in one partition, so two workers only meet on a server
+    # during a rebalance: the per-server locks (taken in a fixed order) serialise them then.
+    server_ids = sorted({str(p.server_id) for p in payloads})
+    if server_ids:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(s, 20)) "
+            "FROM (SELECT s FROM unnest(%s::text[]) AS s ORDER BY s) AS ordered",
+            (server_ids,),
+        )
+    if metrics:
+        await _write_metrics(conn, metrics, rollup_horizon, stale_after)
+    if logs:
+        await _copy(
+            conn,
+            "stage_logs",
+            _LOG_COLUMNS,
+            [(r.server_id, r.time, r.entry_id, r.level, r.source, r.message, r.received_at) for r in logs],
+        )
+        await conn.execute(
+            f"INSERT INTO logs ({_cols(_LOG_COLUMNS)}) SELECT {_cols(_LOG_COLUMNS)} FROM stage_logs "
+            "ON CONFLICT DO NOTHING"
+        )
+    if events:
+        await _write_events(conn, events, stale_after)
+    if results:
+        await _write_results(conn, results)
+    if highest:
+        keys = list(highest)
+        await conn.execute(
+            """INSERT INTO persisted_offsets (topic, partition, last_offset, updated_at)
+               SELECT t, p, o, now() FROM unnest(%s::text[], %s::int[], %s::bigint[]) AS u(t, p, o)
+               ON CONFLICT (topic, partition) DO UPDATE
+               SET last_offset = GREATEST(persisted_offsets.last_offset, EXCLUDED.last_offset),
+                   updated_at = now()""",
+            ([k[0] for k in keys], [k[1] for k in keys], [highest[k] for k in keys]),
+        )
+
+
+async def _write_metrics(
+    conn: Conn, metrics: Sequence[MetricSample], rollup_horizon: datetime, stale_after: timedelta
+) -> None:
+    await _copy(
+        conn,
+        "stage_metrics",
+        _METRIC_COLUMNS,
+        [
+            (
+                m.server_id,
+                m.time,
+                m.cpu_percent,
+                m.memory_percent,
+                m.memory_total_bytes,
+                m.memory_used_bytes,
+                m.load1,
+                m.load5,
+                m.load15,
+                m.uptime_seconds,
+                m.cpu_cores,
+                m.received_at,
+            )
+            for m in metrics
+        ],
+    )
+    await _copy(
+        conn,
+        "stage_disks",
+        _DISK_COLUMNS,
+        [
+            (m.server_id, m.time, d.mount, d.total_bytes, d.used_bytes, d.free_bytes, d.percent)
+            for m in metrics
+            for d in m.disks
+        ],
+    )
+    await _copy(
+        conn,
+        "stage_interfaces",
+        _INTERFACE_COLUMNS,
+        [
+            (
+                m.server_id,
+                m.time,
+                i.interface,
+                i.bytes_sent,
+                i.bytes_recv,
+                i.packets_sent,
+                i.packets_recv,
+                i.errors_in,
+                i.errors_out,
+            )
+            for m in metrics
+            for i in m.interfaces
+        ],
+    )
+    for stage, table, columns in (
+        ("stage_metrics", "metrics", _METRIC_COLUMNS),
+        ("stage_disks", "metric_disks", _DISK_COLUMNS),
+        ("stage_interfaces", "metric_interfaces", _INTERFACE_COLUMNS),
+    ):
+        # Idempotent on the natural key: a replayed sample adds no row and changes none.
+        await conn.execute(
+            f"INSERT INTO {table} ({_cols(columns)}) SELECT {_cols(columns)} FROM {stage} "
+            "ON CONFLICT DO NOTHING"
+        )
+    # Hearing from a server is the freshest sign of life; replayed old samples never move it back.
+    await conn.execute(
+        """UPDATE servers s
+           SET last_seen = GREATEST(COALESCE(s.last_seen, '-infinity'), x.seen),
+               status = CASE WHEN s.status IN ('stale', 'unknown') AND x.seen > now() - %s::interval
+                             THEN 'online' ELSE s.status END
+           FROM (SELECT server_id, max(received_at) AS seen FROM stage_metrics GROUP BY server_id) x
+           WHERE s.id = x.server_id""",
+        (stale_after,),
+    )
+    await _recompute_rollups(conn, rollup_horizon)
+
+
+# The 1-minute rollup of the buckets in rollup_affected, recomputed from the raw rows. The rate of
+# an interface sample is the counter difference to the previous sample of the same interface over
+# the time between them; a counter that went down (a reboot, a wrap) is a reset: no rate.
+_ROLLUP_1M_SQL = """
+INSERT INTO metric_rollups_1m (server_id, metric, label, bucket, avg, min, max, last, count)
+SELECT v.server_id, v.metric, v.label, v.bucket, avg(v.value), min(v.value), max(v.value),
+       last(v.value, v.time), count(*)
+FROM (
+    SELECT m.server_id, a.bucket, m.time, x.metric, ''::text AS label, x.value
+    FROM rollup_affected a
+    JOIN metrics m ON m.server_id = a.server_id AND m.time >= a.bucket
+                  AND m.time < a.bucket + INTERVAL '1 minute'
+    CROSS JOIN LATERAL (VALUES ('cpu_percent', m.cpu_percent),
+                               ('memory_percent', m.memory_percent),
+                               ('memory_used_bytes', m.memory_used_bytes::double precision),
+                               ('load1', m.load1), ('load5', m.load5), ('load15', m.load15)
+                       ) AS x(metric, value)
+    WHERE x.value IS NOT NULL
+    UNION ALL
+    SELECT d.server_id, a.bucket, d.time, x.metric, d.mount, x.value
+    FROM rollup_affected a
+    JOIN metric_disks d ON d.server_id = a.server_id AND d.time >= a.bucket
+                       AND d.time < a.bucket + INTERVAL '1 minute'
+    CROSS JOIN LATERAL (VALUES ('disk_percent', d.percent),
+                               ('disk_used_bytes', d.used_bytes::double precision)
+                       ) AS x(metric, value)
+    UNION ALL
+    SELECT i.server_id, a.bucket, i.time, x.metric, i.interface, x.value
+    FROM rollup_affected a
+    JOIN metric_interfaces i ON i.server_id = a.server_id AND i.time >= a.bucket
+                            AND i.time < a.bucket + INTERVAL '1 minute'
+    CROSS JOIN LATERAL (
+        SELECT p.time AS p_time, p.bytes_sent AS p_sent, p.bytes_recv AS p_recv
+        FROM metric_interfaces p
+        WHERE p.server_id = i.server_id AND p.interface = i.interface AND p.time < i.time
+        ORDER BY p.time DESC LIMIT 1
+    ) AS prev
+    CROSS JOIN LATERAL (SELECT extract(epoch FROM i.time - prev.p_time)::double precision AS secs) AS dt
+    CROSS JOIN LATERAL (VALUES
+        ('net_tx_bytes_per_s',
+         CASE WHEN i.bytes_sent >= prev.p_sent THEN (i.bytes_sent - prev.p_sent) / dt.secs END),
+        ('net_rx_bytes_per_s',
+         CASE WHEN i.bytes_recv >= prev.p_recv THEN (i.bytes_recv - prev.p_recv) / dt.secs END)
+    ) AS x(metric, value)
+    WHERE x.value IS NOT NULL
+) v
+GROUP BY v.server_id, v.metric, v.label, v.bucket
+ON CONFLICT (server_id, metric, label, bucket) DO UPDATE
+SET avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last,
+    count = EXCLUDED.count
+"""
+
+# The 1-hour rollup of the hours touched, from the 1-minute rows (exact for min, max, last and
+# count; avg is the count-weighted mean of the minute means).
+_ROLLUP_1H_SQL = """
+INSERT INTO metric_rollups_1h (server_id, metric, label, bucket, avg, min, max, last, count)
+SELECT r.server_id, r.metric, r.label, h.hour,
+       sum(r.avg * r.count) / sum(r.count), min(r.min), max(r.max), last(r.last, r.bucket),
+       sum(r.count)
+FROM (SELECT DISTINCT server_id, time_bucket(INTERVAL '1 hour', bucket) AS hour FROM rollup_affected) h
+JOIN metric_rollups_1m r ON r.server_id = h.server_id AND r.bucket >= h.hour
+                        AND r.bucket < h.hour + INTERVAL '1 hour'
+GROUP BY r.server_id, r.metric, r.label, h.hour
+ON CONFLICT (server_id, metric, label, bucket) DO UPDATE
+SET avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last,
+    count = EXCLUDED.count
+"""
+
+
+async def _recompute_rollups(conn: Conn, horizon: datetime) -> None:
+    """Recompute every 1-minute bucket the staged samples touch, and their hours.
+
+    A sample touches its own bucket and, through the rate of the interface sample that follows
+    it, that sample's bucket too (a late sample changes its successor's rate). Buckets are
+    deleted and rebuilt from the raw rows, so a rate that disappears (a late sample reveals a
+    reset) leaves no stale row behind.
+    """
+    await conn.execute(
+        """INSERT INTO rollup_affected (server_id, bucket)
+           SELECT DISTINCT server_id, time_bucket(INTERVAL '1 minute', t) FROM (
+               SELECT server_id, time AS t FROM stage_metrics
+               UNION ALL
+               SELECT s.server_id, nxt.time FROM stage_interfaces s
+               CROSS JOIN LATERAL (
+                   SELECT n.time FROM metric_interfaces n
+                   WHERE n.server_id = s.server_id AND n.interface = s.interface AND n.time > s.time
+                   ORDER BY n.time LIMIT 1
+               ) AS nxt
+           ) AS touched
+           WHERE t >= %s""",
+        (horizon,),
+    )
+    for table, bucket_sql in (
+        ("metric_rollups_1m", "a.bucket"),
+        ("metric_rollups_1h", "time_bucket(INTERVAL '1 hour', a.bucket)"),
+    ):
+        await conn.execute(
+            f"""DELETE FROM {table} r
+                USING (SELECT DISTINCT server_id, {bucket_sql} AS bucket FROM rollup_affected a) a
+                WHERE r.server_id = a.server_id AND r.bucket = a.bucket"""
+        )
+    await conn.execute(_ROLLUP_1M_SQL)
+    await conn.execute(_ROLLUP_1H_SQL)
+
+
+async def _write_events(conn: Conn, events: Sequence[AgentEvent], stale_after: timedelta) -> None:
+    await _copy(
+        conn,
+        "stage_agent_events",
+        _EVENT_COLUMNS,
+        [
+            (
+                e.server_id,
+                e.time,
+                e.event_id,
+                e.event,
+                e.connection_id,
+                e.ingest_id,
+                e.dialect,
+                e.reason,
+                e.remote,
+                e.superseded,
+            )
+            for e in events
+        ],
+    )
+    await conn.execute(
+        f"INSERT INTO agent_events ({_cols(_EVENT_COLUMNS)}) SELECT {_cols(_EVENT_COLUMNS)} "
+        "FROM stage_agent_events ON CONFLICT DO NOTHING"
+    )
+    # Presence, in Kafka order. A connect always takes over if it is not older than what is
+    # known; a disconnect counts only for the connection that currently speaks for the server,
+    # and a superseded socket's disconnect (a newer one took over) never counts at all.
+    presence = [
+        (e.server_id, e.connection_id, e.event == "connected", e.time)
+        for e in events
+        if e.event == "connected" or (e.event == "disconnected" and not e.superseded)
+    ]
+    if presence:
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """INSERT INTO server_presence AS p (server_id, connection_id, connected, event_time)
+                   VALUES (%s, %s, %s, %s)
+                   ON CONFLICT (server_id) DO UPDATE
+                   SET connection_id = EXCLUDED.connection_id, connected = EXCLUDED.connected,
+                       event_time = EXCLUDED.event_time
+                   WHERE p.event_time <= EXCLUDED.event_time
+                     AND (EXCLUDED.connected OR p.connection_id IS NULL
+                          OR EXCLUDED.connection_id IS NULL OR p.connection_id = EXCLUDED.connection_id)""",
+                presence,
+            )
+    await conn.execute(
+        """UPDATE servers s
+           SET last_seen = GREATEST(COALESCE(s.last_seen, '-infinity'), p.event_time),
+               status = CASE
+                   WHEN NOT p.connected THEN 'offline'
+                   WHEN GREATEST(COALESCE(s.last_seen, '-infinity'), p.event_time) < now() - %s::interval
+                       THEN 'stale'
+                   ELSE 'online' END
+           FROM server_presence p
+           WHERE p.server_id = s.id AND s.id = ANY(%s::uuid[])""",
+        (stale_after, sorted({e.server_id for e in events})),
+    )
+
+
+async def _write_results(conn: Conn, results: Sequence[CommandResult]) -> None:
+    # One row per command: of several results for one command in a batch, the last one wins
+    # (ON CONFLICT DO UPDATE may touch a row only once per statement).
+    latest = {r.command_id: r for r in results}
+    await _copy(
+        conn,
+        "stage_command_results",
+        _RESULT_COLUMNS,
+        [
+            (
+                r.command_id,
+                r.server_id,
+                r.success,
+                r.output,
+                r.error,
+                r.exit_code,
+                r.duration_ms,
+                r.message,
+                None if r.logs is None else list(r.logs),
+                r.finished_at,
+            )
+            for r in latest.values()
+        ],
+    )
+    await conn.execute(
+        f"""INSERT INTO command_history ({_cols(_RESULT_COLUMNS)}, result_received_at)
+            SELECT {_cols(_RESULT_COLUMNS)}, now() FROM stage_command_results
+            ON CONFLICT (command_id) DO UPDATE
+            SET success = EXCLUDED.success, output = EXCLUDED.output, error = EXCLUDED.error,
+                exit_code = EXCLUDED.exit_code, duration_ms = EXCLUDED.duration_ms,
+                message = EXCLUDED.message, logs = EXCLUDED.logs, finished_at = EXCLUDED.finished_at,
+                result_received_at = COALESCE(command_history.result_received_at,
+                                              EXCLUDED.result_received_at)"""
+    )
+
+
+# --- retention and presence sweeps ---------------------------------------------------------------
+
+
+async def drop_old_chunks(conn: Conn, table: str, older_than: timedelta) -> list[str]:
+    """Drop the chunks of `table` whose whole time range is older than `older_than` ago."""
+    cur = await conn.execute(
+        "SELECT c::text FROM drop_chunks(%s::regclass, older_than => %s::interval) AS c",
+        (table, older_than),
+    )
+    return [row[0] for row in await cur.fetchall()]
+
+
+async def mark_stale(conn: Conn, stale_after: timedelta) -> int:
+    """Mark 'stale' the online servers not heard from for `stale_after`; returns how many."""
+    cur = await conn.execute(
+        "UPDATE servers SET status = 'stale' WHERE status = 'online' AND last_seen < now() - %s::interval",
+        (stale_after,),
+    )
+    return cur.rowcount
