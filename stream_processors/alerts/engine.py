@@ -1,0 +1,162 @@
+"""The live alert engine: rules evaluated inside the stream of metric samples (faust).
+
+State per (server, rule) lives in the changelog-backed table `alert-state`, one entry per server
+(key: the server key, value: orjson of {rule_id: state}), written in the agent that reads the
+server's partition: a restart or a rebalance restores it from the changelog, so a pending alert
+is neither lost nor fired twice. The table changes and the alert events produced for a sample are
+flushed by faust before it commits that sample's offset (at-least-once); a sample processed twice
+yields the same events with the same ids, and every reader of ALERTS is idempotent on them.
+
+No-data rules need a clock: the leader sends a tick per watched server on an internal topic
+co-partitioned with the metrics topic, and the tick is evaluated in the agent that owns the
+server's state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import faust
+import orjson
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.alerts import AlertEvent
+from schemas.canonical import METRIC_SAMPLE, MetricSample, utcnow
+
+from . import store
+from .evaluation import (
+    RuleSpec,
+    State,
+    close_removed,
+    evaluate_sample,
+    evaluate_silence,
+    new_state,
+)
+from .resources import AlertResources
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "alert-state"
+
+
+def decode_states(raw: bytes | None) -> dict[str, State]:
+    if not raw:
+        return {}
+    decoded: dict[str, State] = orjson.loads(raw)
+    return decoded
+
+
+def evaluate_for_server(
+    specs: list[RuleSpec],
+    states: dict[str, State],
+    sample: MetricSample,
+    owner_id: uuid.UUID | None,
+    retired: Any,
+) -> list[AlertEvent]:
+    """Evaluate one sample against every rule of its server; drop state of rules gone since."""
+    events: list[AlertEvent] = []
+    active = set()
+    for spec in specs:
+        key = str(spec.rule_id)
+        active.add(key)
+        state = states.get(key)
+        if state is None:
+            state = states[key] = new_state()
+        events.extend(evaluate_sample(spec, sample, state, owner_id))
+    for key in [k for k in states if k not in active]:
+        gone = retired(uuid.UUID(key))
+        if gone is not None:
+            # A deleted or disabled rule: its open episodes end now.
+            events.extend(close_removed(gone, sample.server_id, states[key], sample.time, owner_id))
+        del states[key]
+    return events
+
+
+def register_engine(
+    app: faust.App,
+    resources: AlertResources,
+    *,
+    prefix: str,
+    partitions: int,
+    tick_seconds: float,
+) -> None:
+    """Add the evaluation agents, the state table and the no-data clock to `app`."""
+    registry = resources.registry
+    metrics_topic = app.topic(topics.METRICS.name(prefix), key_serializer="raw", value_serializer="raw")
+    alerts_topic = app.topic(topics.ALERTS.name(prefix), key_serializer="raw", value_serializer="raw")
+    # Internal (named after the app, like faust's changelogs), never read by anyone else.
+    ticks_topic = app.topic(
+        f"{app.conf.id}-alert-ticks",
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+        internal=True,
+        retention=3600.0,
+    )
+    table = app.Table(
+        STATE_TABLE,
+        default=None,
+        partitions=partitions,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+
+    async def publish(key: bytes, events: list[AlertEvent]) -> None:
+        for event in events:
+            # Buffered: faust flushes the producer before committing the source offset.
+            await alerts_topic.send(key=key, value=event.to_bytes())
+
+    @app.agent(metrics_topic, name="alerts-evaluate")
+    async def evaluate(stream: Any) -> None:
+        await resources.wait_ready()
+        async for event in stream.events():
+            try:
+                sample = METRIC_SAMPLE.validate_json(event.value)
+            except ValidationError:
+                continue  # the persistence path dead-letters it; nothing to evaluate
+            owner = await resources.owner(sample.server_id)
+            specs = registry.specs_for(sample.server_id, owner)
+            key = topics.server_key(sample.server_id)
+            states = decode_states(table.get(key))
+            if not specs and not states:
+                continue
+            events = evaluate_for_server(specs, states, sample, owner, registry.retired)
+            table[key] = orjson.dumps(states) if states else b""
+            await publish(key, events)
+
+    @app.agent(ticks_topic, name="alerts-ticks")
+    async def ticks(stream: Any) -> None:
+        await resources.wait_ready()
+        async for event in stream.events():
+            key = event.key
+            try:
+                server_id = uuid.UUID(key.decode())
+            except (AttributeError, ValueError):
+                continue
+            states = decode_states(table.get(key))
+            if not states:
+                continue
+            owner = await resources.owner(server_id)
+            now = utcnow()
+            events: list[AlertEvent] = []
+            for spec in registry.specs_for(server_id, owner):
+                state = states.get(str(spec.rule_id))
+                if state is not None and spec.is_no_data:
+                    events.extend(evaluate_silence(spec, server_id, now, state, owner))
+            if events:
+                table[key] = orjson.dumps(states)
+                await publish(key, events)
+
+    @app.timer(interval=tick_seconds, on_leader=True, name="alerts-no-data-clock")  # type: ignore[untyped-decorator]
+    async def clock() -> None:
+        servers, owners = registry.no_data_targets()
+        if owners:
+            owned = await resources.retrying(
+                "servers of owners", lambda conn: store.servers_of(conn, sorted(owners))
+            )
+            servers |= {server for server, _ in owned}
+        for server in sorted(servers):
+            await ticks_topic.send(key=topics.server_key(server), value=b"{}")

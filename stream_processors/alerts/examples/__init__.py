@@ -1,0 +1,1 @@
+"""Example rules deployed as code."""

@@ -1,0 +1,92 @@
+"""Wiring: the alert processors added to a faust app, and apps of their own.
+
+`register_alerts` is what the processors' `create_app` calls (rules from the topic, engine and
+notifier in the main worker). `create_alert_app` builds a worker that runs only alerting (to
+scale it apart), or only the rules of one rules-as-code module (`code=`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+import mode
+
+from schemas import topics
+from schemas.settings import CommonSettings
+
+from .engine import register_engine
+from .evaluation import RuleSpec
+from .notifier import register_notifier
+from .resources import AlertResources
+from .rules import RuleRegistry
+from .settings import AlertSettings
+
+
+def register_alerts(
+    app: faust.App,
+    common: CommonSettings,
+    settings: AlertSettings,
+    *,
+    code_rules: list[RuleSpec] | None = None,
+) -> AlertResources | None:
+    """Add alerting to `app`. With `code_rules`, evaluate those (and no notifier, no rules topic)."""
+    if not settings.enabled:
+        return None
+    registry = RuleRegistry(settings.max_rules_per_server)
+    for spec in code_rules or ():
+        registry.put_static(spec)
+    rules_topic = None if code_rules is not None else topics.ALERT_RULES.name(common.topic_prefix)
+    resources = AlertResources(common, settings, registry, rules_topic)
+
+    class AlertResourcesService(mode.Service):
+        """Owns the pool, the rules feed and the HTTP client for the app's lifetime."""
+
+        async def on_start(self) -> None:
+            await resources.start()
+
+        async def on_stop(self) -> None:
+            await resources.stop()
+
+    app.service(AlertResourcesService)
+    register_engine(
+        app,
+        resources,
+        prefix=common.topic_prefix,
+        partitions=common.topic_partitions,
+        tick_seconds=settings.tick_seconds,
+    )
+    if code_rules is None:
+        register_notifier(app, resources, prefix=common.topic_prefix)
+    return resources
+
+
+def create_alert_app(
+    common: CommonSettings,
+    settings: AlertSettings,
+    *,
+    app_id: str,
+    web_port: int,
+    code_rules: list[RuleSpec] | None = None,
+) -> faust.App:
+    """A faust worker that runs only alerting: the same conventions as the processors' app."""
+    app = faust.App(
+        f"{common.topic_prefix}{app_id}",
+        broker=f"kafka://{common.kafka_bootstrap}",
+        # Never the pickle codec: values are raw bytes, decoded by schemas' TypeAdapters.
+        value_serializer="raw",
+        key_serializer="raw",
+        web_port=web_port,
+        web_host="127.0.0.1",
+        datadir=str(common.state_dir / "faust" / app_id),
+        topic_partitions=common.topic_partitions,
+        topic_replication_factor=1,
+        producer_acks=-1,
+    )
+
+    @app.page("/health")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok"})
+
+    register_alerts(app, common, settings, code_rules=code_rules)
+    return app

@@ -1,0 +1,32 @@
+"""Settings of the alert engine and notifier (env prefix `FLEETPULSE_PROCESSORS_ALERTS_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AlertSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETPULSE_PROCESSORS_ALERTS_", extra="ignore")
+
+    enabled: bool = True
+    # The no-data clock: how often the leader checks every server with a no-data rule.
+    tick_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # How long a server -> owner lookup is trusted (owner-wide rules need the owner).
+    owners_ttl_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # A worker evaluates nothing until it has read the rules topic to its end, at most this long.
+    rules_ready_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Rules evaluated per server; rules beyond the limit (by id order) are skipped and logged.
+    max_rules_per_server: int = Field(default=200, ge=1, le=10_000)
+    # Notifier: attempts per delivery, exponential backoff between them, and the HTTP timeout.
+    notify_max_attempts: int = Field(default=5, ge=1, le=100)
+    notify_backoff_seconds: float = Field(default=0.5, ge=0, le=600)
+    notify_backoff_max_seconds: float = Field(default=30.0, ge=0, le=3600)
+    notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    notify_enabled: bool = True
+    # Backtests refuse to replay more samples than this in one call.
+    backtest_max_samples: int = Field(default=500_000, ge=1, le=50_000_000)
+    db_pool_max_size: int = Field(default=4, ge=1, le=100)
+    # The alerting-only worker (`python -m stream_processors.alerts`) and rules-as-code workers.
+    worker_app_id: str = "fleetpulse-alerts"
+    worker_web_port: int = Field(default=6067, ge=0, le=65535)
