@@ -1,6 +1,12 @@
-"""Settings of the ingest service (env prefix `FLEETPULSE_INGEST_`)."""
+"""Settings of the ingest service (env prefix `FLEETPULSE_INGEST_`).
+
+Every limit of the agent socket is here, so every limit is configurable and tested.
+"""
 
 from __future__ import annotations
+
+import socket
+import uuid
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -8,9 +14,47 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.settings import CommonSettings
 
 
+def _default_ingest_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
 class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_INGEST_", extra="ignore")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
     host: str = "127.0.0.1"
-    port: int = 8001
+    port: int = Field(default=8001, ge=0, le=65535)
+    # Names this process in agent_connections and in connection events; unique per process.
+    ingest_id: str = Field(default_factory=_default_ingest_id, min_length=1, max_length=128)
+
+    # Authentication.
+    auth_timeout: float = Field(default=10.0, gt=0)  # seconds for the first (auth) frame
+    auth_fail_limit: int = Field(default=10, ge=1)  # failed attempts per client address ...
+    auth_fail_window: float = Field(default=60.0, gt=0)  # ... within this many seconds
+    auth_fail_tracked: int = Field(default=100_000, ge=1)  # addresses remembered at most
+
+    # Frames.
+    max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
+    invalid_frame_limit: int = Field(default=20, ge=1)  # invalid frames ...
+    invalid_frame_window: float = Field(default=10.0, gt=0)  # ... within this many seconds close it
+    idle_timeout: float = Field(default=90.0, gt=0)  # no frame at all for this long: close
+    max_processes: int = Field(default=20, ge=0)  # top processes by CPU kept per sample
+
+    # Durability and acks.
+    max_in_flight: int = Field(default=256, ge=1)  # frames produced but not yet acked, per socket
+    produce_timeout: float = Field(default=5.0, gt=0)  # seconds for Kafka to confirm a frame
+    linger_ms: int = Field(default=5, ge=0)
+
+    # Heartbeat: protocol-level pings (uvicorn's), and the JSON ping/pong of the agents.
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
+
+    # Commands.
+    command_queue: int = Field(default=32, ge=1)  # commands waiting for one socket, at most
+    presence_interval: float = Field(default=5.0, gt=0)  # refresh of agent_connections.seen_at
+    key_recheck_interval: float = Field(default=30.0, gt=0)  # re-verify held sockets' keys
+
+    # Database pool (key verification, agent_connections).
+    db_pool_min: int = Field(default=1, ge=0)
+    db_pool_max: int = Field(default=10, ge=1)
+    db_timeout: float = Field(default=5.0, gt=0)

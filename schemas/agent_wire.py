@@ -500,6 +500,7 @@ ErrorCode = Literal[
     "retry",  # Kafka could not take the frame in time: send it again (it was not acknowledged)
     "invalid_key",  # authentication failed (the socket closes with 1008)
     "auth_required",  # the first frame was not `auth`
+    "rate_limited",  # too many failed authentications from this address: wait, then retry
 ]
 
 
