@@ -11,32 +11,67 @@ the resource in the lifespan with `stack.enter_async_context(...)`, storing it i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from . import db
+from . import db, expiry
+from .commands import CommandBroker
 from .errors import ApiError
+from .kafka import Producer
+from .metrics import ApiMetrics
+from .observe import ObserveMiddleware
+from .ratelimit import RateLimiter
+from .routes import audit, auth, commands, history, keys, ops, servers
 from .settings import ApiSettings
 from .state import Resources
 
 API_PREFIX = "/api/v1"
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        common = settings.common
         async with AsyncExitStack() as stack:
             pool = await db.open_pool(
-                settings.common.database_url,
+                common.database_url,
                 min_size=settings.db_pool_min,
                 max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout_seconds,
             )
             stack.push_async_callback(db.close_pool, pool)
-            app.state.resources = Resources(settings=settings, pool=pool)
+            producer = Producer(common.kafka_bootstrap, common.topic_prefix)
+            await producer.start()
+            stack.push_async_callback(producer.stop)
+            broker = CommandBroker(common.kafka_bootstrap, common.topic_prefix, producer)
+            await broker.start()
+            stack.push_async_callback(broker.stop)
+            metrics = ApiMetrics()
+            metrics.lag_from("command_results", lambda: broker.lag)
+            app.state.resources = Resources(
+                settings=settings,
+                pool=pool,
+                producer=producer,
+                commands=broker,
+                metrics=metrics,
+                login_limiter=RateLimiter(settings.login_attempts, settings.login_window_seconds),
+                command_limiter=RateLimiter(settings.commands_per_minute, 60.0),
+            )
+            sweeper = asyncio.create_task(
+                expiry.run(pool, producer, settings.key_expiry_sweep_seconds), name="key-expiry"
+            )
+            stack.push_async_callback(_cancel, sweeper)
             yield
 
     app = FastAPI(
@@ -47,6 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.add_middleware(ObserveMiddleware)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -56,9 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def database_unavailable(request: Request, exc: db.DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
-    @app.get("/health", tags=["operations"])
-    async def health() -> dict[str, str]:
-        """Liveness: the process answers."""
-        return {"status": "ok"}
-
+    for module in (auth, servers, keys, history, commands, audit):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(ops.router)
     return app

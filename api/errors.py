@@ -57,3 +57,9 @@ class Unavailable(ApiError):
 class GatewayTimeout(ApiError):
     status_code = 504
     retriable = True
+
+
+class BadGateway(ApiError):
+    """The agent answered, but with a failure the request cannot be served from."""
+
+    status_code = 502

@@ -36,6 +36,11 @@ class ApiSettings(BaseSettings):
     command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     command_max_length: int = Field(default=4096, ge=1)
     commands_per_minute: int = Field(default=30, ge=1)  # per user and server
+    # An agent_connections claim older than this belongs to a dead ingest process (three of
+    # ingest's 5 s presence refreshes).
+    agent_presence_stale_seconds: float = Field(default=15.0, gt=0)
+    # How often expired API keys are looked for (their revocation closes the agent's socket).
+    key_expiry_sweep_seconds: float = Field(default=5.0, gt=0)
 
     # History queries: bounded so no request scans without limit.
     history_max_points: int = Field(default=5000, ge=10)

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .db import Pool
+from .ratelimit import RateLimiter
 from .settings import ApiSettings
+
+if TYPE_CHECKING:
+    from .commands import CommandBroker
+    from .kafka import Producer
+    from .metrics import ApiMetrics
 
 
 @dataclass(slots=True)
 class Resources:
     settings: ApiSettings
     pool: Pool
-    # Filled by the lifespan as each part starts; typed loosely here so parts can be added
-    # (the live hub, for one) without a cycle of imports.
+    producer: Producer
+    commands: CommandBroker
+    metrics: ApiMetrics
+    login_limiter: RateLimiter
+    command_limiter: RateLimiter
+    # Parts added by other packages (the live hub, for one), by name.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,220 @@
+"""Request and response bodies of the REST surface.
+
+The shapes named in the REST spec are kept field for field; FleetPulse's additions are optional on
+input. Inputs are bounded (lengths, ranges), so bad input is a 422 before any query runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.canonical import UtcDatetime
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Email = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+ShareRole = Literal["viewer", "operator", "owner"]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+class UserOut(BaseModel):
+    id: uuid.UUID
+    email: str
+    username: str
+    full_name: str | None
+    is_active: bool
+    created_at: datetime
+
+
+class RegisterIn(_In):
+    email: Email
+    username: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.@+-]+$")
+    ]
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    password: Password
+    password_confirm: Password
+
+    @model_validator(mode="after")
+    def _confirm(self) -> RegisterIn:
+        if self.password != self.password_confirm:
+            raise ValueError("password and password_confirm differ")
+        return self
+
+
+class LoginIn(_In):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    password: Annotated[str, StringConstraints(max_length=256)]
+
+
+class RefreshIn(_In):
+    refresh_token: Annotated[str, StringConstraints(max_length=4096)]
+
+
+class PasswordChangeIn(_In):
+    current_password: Annotated[str, StringConstraints(max_length=256)]
+    new_password: Password
+
+
+class Token(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    expires_in: int  # seconds until the access token expires
+    user: UserOut
+
+
+# --- servers and sharing -------------------------------------------------------------------------
+
+
+class ServerIn(_In):
+    name: Text
+    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ServerUpdate(_In):
+    name: Text | None = None
+    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    metadata: dict[str, Any] | None = None
+
+
+class ServerOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    host: str | None
+    port: int | None
+    metadata: dict[str, Any]
+    status: Literal["online", "offline", "stale", "unknown"]
+    last_seen: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    role: Literal["owner", "operator", "viewer"]  # the caller's role on this server
+    commands_enabled: bool
+    command_allowlist: list[str]
+
+
+class CommandSettingsIn(_In):
+    commands_enabled: bool
+    command_allowlist: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
+        default_factory=list, max_length=100
+    )
+
+
+class ShareIn(_In):
+    email: Annotated[str, StringConstraints(max_length=320)]
+    role: ShareRole
+
+
+class ShareOut(BaseModel):
+    server_id: uuid.UUID
+    user_id: uuid.UUID
+    email: str
+    username: str
+    role: ShareRole
+    created_at: datetime
+
+
+# --- API keys ------------------------------------------------------------------------------------
+
+
+class ApiKeyIn(_In):
+    server_id: uuid.UUID
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    expires_at: UtcDatetime | None = None
+
+
+class ApiKeyOut(BaseModel):
+    id: uuid.UUID
+    server_id: uuid.UUID
+    name: str | None
+    is_active: bool
+    last_used: datetime | None
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    key: str  # the plaintext key: returned here once, never again
+
+
+class ApiKeyMe(BaseModel):
+    server_id: uuid.UUID
+    key_id: uuid.UUID
+    name: str | None
+    is_active: bool
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+class CommandIn(_In):
+    command: Annotated[str, StringConstraints(min_length=1, max_length=65536)]
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+
+
+class CommandOut(BaseModel):
+    command_id: uuid.UUID
+    success: bool
+    output: str | None
+    error: str | None
+    exit_code: int | None
+    duration_ms: int | None
+
+
+class DockerActionOut(BaseModel):
+    command_id: uuid.UUID
+    status: Literal["success", "error"]
+    message: str | None
+
+
+class DockerLogsOut(BaseModel):
+    command_id: uuid.UUID
+    container_id: str
+    logs: list[str]
+
+
+class CommandHistoryOut(BaseModel):
+    command_id: uuid.UUID
+    server_id: uuid.UUID
+    requested_by: uuid.UUID | None
+    action: str
+    command: str | None
+    container_id: str | None
+    requested_at: datetime
+    success: bool | None
+    exit_code: int | None
+    duration_ms: int | None
+    output: str | None
+    error: str | None
+    finished_at: datetime | None
+
+
+# --- audit ---------------------------------------------------------------------------------------
+
+
+class AuditOut(BaseModel):
+    id: int
+    time: datetime
+    user_id: uuid.UUID | None
+    server_id: uuid.UUID | None
+    method: str
+    path: str
+    action: str
+    status: int
+    client: str | None
+    detail: dict[str, Any]

@@ -1,0 +1,95 @@
+"""One ASGI middleware for what every HTTP request leaves behind: its Prometheus counters and
+latency, and, for a state-changing request, its audit row (who, what, when, from where, result).
+
+The audit row is written after the answer is sent and even when the request failed (a refused
+command or a failed login is exactly what an audit trail is for). A failure to write it is logged,
+never turned into an error for a request that has already been answered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import db
+from .state import Resources
+
+log = logging.getLogger(__name__)
+
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Not state changes even though they are POSTs: token refresh would flood the trail otherwise.
+NOT_AUDITED = frozenset({"/api/v1/auth/refresh"})
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status_code = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status_code
+            if message["type"] == "http.response.start":
+                status_code = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            await self._record(scope, status_code, time.perf_counter() - started)
+
+    async def _record(self, scope: Scope, status_code: int, elapsed: float) -> None:
+        resources: Resources | None = getattr(scope["app"].state, "resources", None)
+        if resources is None:
+            return
+        route: BaseRoute | None = scope.get("route")
+        template = getattr(route, "path_format", None) or "<unmatched>"
+        method = scope["method"]
+        resources.metrics.requests.labels(method, template, str(status_code)).inc()
+        resources.metrics.latency.labels(method, template).observe(elapsed)
+        if method not in STATE_CHANGING or template == "<unmatched>" or scope["path"] in NOT_AUDITED:
+            return
+        state: dict[str, Any] = scope.get("state", {})
+        server_id = state.get("audit_server_id") or _uuid(scope.get("path_params", {}).get("server_id"))
+        client = scope.get("client")
+        try:
+            async with db.connection(resources.pool) as conn:
+                await db.insert_audit(
+                    conn,
+                    user_id=state.get("user_id"),
+                    server_id=server_id,
+                    method=method,
+                    path=scope["path"],
+                    action=getattr(route, "name", template),
+                    status=status_code,
+                    client=client[0] if client else None,
+                    detail=state.get("audit_detail", {}),
+                )
+        except Exception:
+            log.exception("audit row lost for %s %s (%s)", method, scope["path"], status_code)
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def audit_server(scope_state: Any, server_id: uuid.UUID, **detail: object) -> None:
+    """Name the server a request acted on when it is not in the path (set by the route)."""
+    scope_state.audit_server_id = server_id
+    if detail:
+        scope_state.audit_detail = {k: str(v) for k, v in detail.items()}

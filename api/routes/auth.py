@@ -1,0 +1,180 @@
+"""Accounts: register, login (OAuth2 form or JSON), refresh with rotation, logout, me, password."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from schemas import tokens
+
+from .. import db
+from ..deps import CurrentUser, PoolDep, ResourcesDep, SettingsDep, UserDep
+from ..errors import BadRequest, Conflict, Unauthorized
+from ..models import LoginIn, PasswordChangeIn, RefreshIn, RegisterIn, Token, UserOut
+from ..passwords import hash_password, verify_password
+from ..settings import ApiSettings
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+
+
+def _user_out(row: db.Record | CurrentUser) -> UserOut:
+    if isinstance(row, CurrentUser):
+        return UserOut(
+            id=row.id,
+            email=row.email,
+            username=row.username,
+            full_name=row.full_name,
+            is_active=row.is_active,
+            created_at=row.created_at,
+        )
+    return UserOut(
+        id=row["id"],
+        email=row["email"],
+        username=row["username"],
+        full_name=row["full_name"],
+        is_active=row["is_active"],
+        created_at=row["created_at"],
+    )
+
+
+async def _issue(
+    conn: db.Conn, settings: ApiSettings, user: db.Record, family_id: uuid.UUID | None = None
+) -> Token:
+    secret = settings.common.jwt_secret.get_secret_value()
+    now = datetime.now(UTC)
+    access_lifetime = timedelta(minutes=settings.access_token_minutes)
+    access, _ = tokens.encode(secret, user["id"], "access", access_lifetime, now=now)
+    refresh, claims = tokens.encode(
+        secret,
+        user["id"],
+        "refresh",
+        timedelta(days=settings.refresh_token_days),
+        family_id=family_id or uuid.uuid4(),
+        now=now,
+    )
+    assert claims.family_id is not None
+    await db.insert_refresh_token(
+        conn, claims.token_id, claims.family_id, user["id"], claims.issued_at, claims.expires_at
+    )
+    return Token(
+        access_token=access,
+        refresh_token=refresh,
+        expires_in=int(access_lifetime.total_seconds()),
+        user=_user_out(user),
+    )
+
+
+@router.post("/register", status_code=status.HTTP_201_CREATED)
+async def register(body: RegisterIn, pool: PoolDep, settings: SettingsDep) -> Token:
+    password_hash = await hash_password(body.password)
+    try:
+        async with db.transaction(pool) as conn:
+            user = await db.insert_user(
+                conn, uuid.uuid4(), str(body.email), body.username, body.full_name, password_hash
+            )
+            return await _issue(conn, settings, user)
+    except db.DuplicateError as exc:
+        raise Conflict("a user with this email or username already exists") from exc
+
+
+async def _login(request: Request, resources: ResourcesDep, email: str, password: str) -> Token:
+    client = request.client.host if request.client else "?"
+    limit_key = (email.lower(), client)
+    # Counted before the password is checked, so a guesser learns nothing past the limit; a
+    # successful login clears the count.
+    resources.login_limiter.hit(limit_key, "login attempts")
+    async with db.connection(resources.pool) as conn:
+        user = await db.get_user_by_email(conn, email)
+    ok = await verify_password(user["password_hash"] if user else None, password)
+    if user is None or not ok or not user["is_active"]:
+        raise Unauthorized("incorrect email or password")
+    request.state.user_id = user["id"]
+    resources.login_limiter.reset(limit_key)
+    async with db.transaction(resources.pool) as conn:
+        return await _issue(conn, resources.settings, user)
+
+
+@router.post("/login")
+async def login(
+    request: Request, resources: ResourcesDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Token:
+    """The OAuth2 password form: the email goes in `username`."""
+    return await _login(request, resources, form.username, form.password)
+
+
+@router.post("/login/json")
+async def login_json(request: Request, resources: ResourcesDep, body: LoginIn) -> Token:
+    return await _login(request, resources, body.email, body.password)
+
+
+@router.post("/refresh")
+async def refresh(body: RefreshIn, pool: PoolDep, settings: SettingsDep) -> Token:
+    """Rotate: the presented refresh token is used up and a new pair is returned. Presenting a
+    token that was already used (or revoked) revokes its whole family: whoever holds a stolen copy
+    and the rightful owner are both logged out, and the owner logs in again."""
+    try:
+        claims = tokens.decode(
+            settings.common.jwt_secret.get_secret_value(),
+            body.refresh_token,
+            "refresh",
+            leeway=settings.token_leeway_seconds,
+        )
+    except tokens.TokenError as exc:
+        raise Unauthorized("refresh token expired" if exc.expired else "invalid refresh token") from exc
+    reused = False
+    async with db.transaction(pool) as conn:
+        row = await db.lock_refresh_token(conn, claims.token_id)
+        if row is None:
+            raise Unauthorized("unknown refresh token")
+        if row["used_at"] is not None or row["revoked_at"] is not None:
+            await db.revoke_refresh_family(conn, row["family_id"])
+            reused = True  # the revocation commits with this transaction, then we refuse
+        else:
+            user = await db.get_user(conn, row["user_id"])
+            if user is None or not user["is_active"]:
+                raise Unauthorized("user not found or inactive")
+            await db.mark_refresh_used(conn, claims.token_id)
+            return await _issue(conn, settings, user, family_id=row["family_id"])
+    assert reused
+    raise Unauthorized("refresh token reuse detected: the session was revoked, log in again")
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(user: UserDep, pool: PoolDep, settings: SettingsDep, body: RefreshIn | None = None) -> None:
+    """Revoke the given refresh token's family, or every refresh token of the user when none is
+    given. Access tokens already issued stay valid until they expire (minutes)."""
+    async with db.transaction(pool) as conn:
+        if body is None:
+            await db.revoke_user_refresh_tokens(conn, user.id)
+            return
+        try:
+            claims = tokens.decode(
+                settings.common.jwt_secret.get_secret_value(), body.refresh_token, "refresh"
+            )
+        except tokens.TokenError as exc:
+            raise BadRequest("invalid refresh token") from exc
+        if claims.subject != user.id or claims.family_id is None:
+            raise BadRequest("this refresh token is not yours")
+        await db.revoke_refresh_family(conn, claims.family_id)
+
+
+@router.get("/me")
+async def me(user: UserDep) -> UserOut:
+    return _user_out(user)
+
+
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
+async def change_password(user: UserDep, pool: PoolDep, body: PasswordChangeIn) -> None:
+    """Change the password; every refresh token of the user is revoked (other sessions end)."""
+    async with db.connection(pool) as conn:
+        row = await db.get_user(conn, user.id)
+    if row is None or not await verify_password(row["password_hash"], body.current_password):
+        raise Unauthorized("current password is incorrect")
+    new_hash = await hash_password(body.new_password)
+    async with db.transaction(pool) as conn:
+        await db.set_password(conn, user.id, new_hash)
+        await db.revoke_user_refresh_tokens(conn, user.id)

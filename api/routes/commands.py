@@ -1,0 +1,200 @@
+"""Remote commands and Docker actions, and the command history.
+
+A command passes, in order: the operator role (404 for strangers, 403 for viewers), the server's
+switch (off until an owner turns it on), the allowlist (a command must match one pattern in full
+when the list is not empty), the length limit, the per-user rate limit, and a connected agent
+(503 at once otherwise). It is then recorded in the history (who, what, when), published, and
+awaited up to its timeout (504 then; the agent may still run it).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+
+from schemas.canonical import CommandRequest, CommandResult
+
+from .. import db
+from ..deps import CurrentUser, ResourcesDep, UserDep, require_role
+from ..errors import BadGateway, Forbidden, Unavailable, Unprocessable
+from ..models import CommandHistoryOut, CommandIn, CommandOut, DockerActionOut, DockerLogsOut
+from ..state import Resources
+
+router = APIRouter(tags=["commands"])
+
+ContainerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+
+
+def allowed_by(allowlist: list[str], command: str) -> bool:
+    """An empty allowlist allows every command; otherwise one pattern must match it in full."""
+    if not allowlist:
+        return True
+    for pattern in allowlist:
+        try:
+            if re.fullmatch(pattern, command):
+                return True
+        except re.error:
+            continue  # a bad pattern allows nothing
+    return False
+
+
+async def _send(
+    request: Request,
+    resources: Resources,
+    user: CurrentUser,
+    server_id: uuid.UUID,
+    action: Literal["shell", "start", "stop", "restart", "logs"],
+    *,
+    command: str | None = None,
+    container_id: str | None = None,
+    tail: int | None = None,
+    timeout_seconds: float | None = None,
+) -> CommandResult:
+    settings = resources.settings
+    command_id = uuid.uuid4()
+    request.state.audit_detail = {
+        "command_id": str(command_id),
+        "action": action,
+        **({"command": command} if command is not None else {}),
+        **({"container_id": container_id} if container_id is not None else {}),
+    }
+    await require_role(resources.pool, user, server_id, "operator")
+    async with db.connection(resources.pool) as conn:
+        config = await db.command_settings(conn, server_id)
+    assert config is not None  # require_role found the server
+    if not config["commands_enabled"]:
+        resources.metrics.commands.labels("refused").inc()
+        raise Forbidden("remote commands are disabled for this server (an owner can enable them)")
+    if command is not None:
+        if len(command) > settings.command_max_length:
+            raise Unprocessable(f"the command is longer than {settings.command_max_length} characters")
+        if not allowed_by(list(config["command_allowlist"]), command):
+            resources.metrics.commands.labels("refused").inc()
+            raise Forbidden("the command is not in this server's allowlist")
+    resources.command_limiter.hit((user.id, server_id), "commands")
+    wait = min(timeout_seconds or settings.command_timeout_seconds, settings.command_timeout_seconds)
+    async with db.connection(resources.pool) as conn:
+        if not await db.agent_connected(conn, server_id, settings.agent_presence_stale_seconds):
+            resources.metrics.commands.labels("offline").inc()
+            raise Unavailable("the server's agent is not connected")
+        now = datetime.now(UTC)
+        await db.insert_command_request(
+            conn,
+            command_id=command_id,
+            server_id=server_id,
+            requested_by=user.id,
+            action=action,
+            command=command,
+            container_id=container_id,
+            requested_at=now,
+        )
+    message = CommandRequest(
+        command_id=command_id,
+        server_id=server_id,
+        action=action,
+        command=command,
+        container_id=container_id,
+        tail=tail,
+        timeout_seconds=wait,
+        requested_by=user.id,
+        requested_at=now,
+        deadline=now + timedelta(seconds=wait),
+    )
+    try:
+        result = await resources.commands.request(message, wait_seconds=wait + 1.0)
+    except Exception:
+        resources.metrics.commands.labels("timeout_or_error").inc()
+        raise
+    resources.metrics.commands.labels("success" if result.success else "failed").inc()
+    async with db.connection(resources.pool) as conn:
+        await db.record_command_result(
+            conn,
+            command_id=command_id,
+            success=result.success,
+            output=result.output,
+            error=result.error,
+            exit_code=result.exit_code,
+            duration_ms=result.duration_ms,
+            message=result.message,
+            finished_at=result.finished_at,
+        )
+    return result
+
+
+@router.post("/commands/{server_id}")
+async def run_command(
+    server_id: uuid.UUID, body: CommandIn, request: Request, user: UserDep, resources: ResourcesDep
+) -> CommandOut:
+    """Run a shell command on the server's agent and return its output, exit code and duration."""
+    result = await _send(
+        request,
+        resources,
+        user,
+        server_id,
+        "shell",
+        command=body.command,
+        timeout_seconds=body.timeout_seconds,
+    )
+    return CommandOut(
+        command_id=result.command_id,
+        success=result.success,
+        output=result.output,
+        error=result.error,
+        exit_code=result.exit_code,
+        duration_ms=result.duration_ms,
+    )
+
+
+@router.get("/commands/{server_id}/history")
+async def history(
+    server_id: uuid.UUID,
+    user: UserDep,
+    resources: ResourcesDep,
+    before: Annotated[datetime | None, Query(description="cursor: requested_at of the last row seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[CommandHistoryOut]:
+    """Commands sent to the server, newest first: who sent what, when, and the result."""
+    await require_role(resources.pool, user, server_id, "operator")
+    if before is not None and before.tzinfo is None:
+        raise Unprocessable("before must carry a UTC offset")
+    async with db.connection(resources.pool) as conn:
+        rows = await db.command_history(conn, server_id, before, limit)
+    return [CommandHistoryOut(**dict(row)) for row in rows]
+
+
+@router.post("/docker/{server_id}/containers/{container_id}/{action}")
+async def docker_action(
+    server_id: uuid.UUID,
+    container_id: ContainerId,
+    action: Literal["start", "stop", "restart"],
+    request: Request,
+    user: UserDep,
+    resources: ResourcesDep,
+) -> DockerActionOut:
+    result = await _send(request, resources, user, server_id, action, container_id=container_id)
+    return DockerActionOut(
+        command_id=result.command_id,
+        status="success" if result.success else "error",
+        message=result.message or result.error,
+    )
+
+
+@router.get("/docker/{server_id}/containers/{container_id}/logs")
+async def docker_logs(
+    server_id: uuid.UUID,
+    container_id: ContainerId,
+    request: Request,
+    user: UserDep,
+    resources: ResourcesDep,
+    tail: Annotated[int, Query(ge=1, le=10_000)] = 100,
+) -> DockerLogsOut:
+    result = await _send(request, resources, user, server_id, "logs", container_id=container_id, tail=tail)
+    if not result.success:
+        raise BadGateway(f"the agent could not read the logs: {result.error or result.message}")
+    return DockerLogsOut(
+        command_id=result.command_id, container_id=container_id, logs=list(result.logs or ())
+    )

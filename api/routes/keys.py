@@ -1,0 +1,117 @@
+"""API keys of the agents: create (the plaintext is shown once), list, deactivate, delete, and
+`/me` for an agent to check its own key. Deactivation, deletion and expiry publish a
+`KeyRevocation`, on which every ingest process closes the key's live socket."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, status
+
+from schemas import apikeys
+from schemas.canonical import KeyRevocation
+
+from .. import db
+from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
+from ..errors import BadRequest, NotFound, Unauthorized
+from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
+
+router = APIRouter(prefix="/api-keys", tags=["api keys"])
+
+
+def _key_out(row: db.Record) -> ApiKeyOut:
+    return ApiKeyOut(
+        id=row["id"],
+        server_id=row["server_id"],
+        name=row["name"],
+        is_active=row["is_active"] and not _expired(row["expires_at"]),
+        last_used=row["last_used"],
+        expires_at=row["expires_at"],
+        created_at=row["created_at"],
+    )
+
+
+def _expired(expires_at: datetime | None) -> bool:
+    return expires_at is not None and expires_at <= datetime.now(UTC)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_key(body: ApiKeyIn, user: UserDep, pool: PoolDep, settings: SettingsDep) -> ApiKeyCreated:
+    """A new key for a server (owners only). The plaintext `key` is in this answer only: the
+    database keeps an HMAC of its secret part, never the key."""
+    await require_role(pool, user, body.server_id, "owner")
+    if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
+        raise BadRequest("expires_at is in the past")
+    plaintext, parsed = apikeys.generate()
+    secret_hash = apikeys.hash_secret(settings.common.key_pepper.get_secret_value().encode(), parsed.secret)
+    async with db.connection(pool) as conn:
+        row = await db.insert_api_key(
+            conn, uuid.uuid4(), body.server_id, parsed.lookup_id, secret_hash, body.name, body.expires_at
+        )
+    return ApiKeyCreated(**_key_out(row).model_dump(), key=plaintext)
+
+
+@router.get("/me")
+async def key_me(
+    pool: PoolDep, settings: SettingsDep, x_api_key: Annotated[str | None, Header(max_length=200)] = None
+) -> ApiKeyMe:
+    """For an agent: which server its key belongs to. 401 for a missing, wrong, inactive or
+    expired key (one answer for all, so a caller learns nothing about other keys)."""
+    parsed = apikeys.parse(x_api_key or "")
+    if parsed is None:
+        raise Unauthorized("invalid API key")
+    async with db.connection(pool) as conn:
+        row = await db.get_api_key_by_lookup(conn, parsed.lookup_id)
+    pepper = settings.common.key_pepper.get_secret_value().encode()
+    if (
+        row is None
+        or not apikeys.verify(pepper, parsed.secret, row["secret_hash"])
+        or not row["is_active"]
+        or _expired(row["expires_at"])
+    ):
+        raise Unauthorized("invalid API key")
+    return ApiKeyMe(server_id=row["server_id"], key_id=row["id"], name=row["name"], is_active=True)
+
+
+@router.get("/server/{server_id}")
+async def list_keys(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ApiKeyOut]:
+    await require_role(pool, user, server_id, "owner")
+    async with db.connection(pool) as conn:
+        rows = await db.list_api_keys(conn, server_id)
+    return [_key_out(row) for row in rows]
+
+
+async def _owned_key(pool: db.Pool, user: UserDep, key_id: uuid.UUID) -> db.Record:
+    async with db.connection(pool) as conn:
+        row = await db.get_api_key(conn, key_id)
+        role = await db.server_role(conn, user.id, row["server_id"]) if row else None
+    if row is None or role is None:
+        raise NotFound("API key not found")
+    await require_role(pool, user, row["server_id"], "owner")
+    return row
+
+
+@router.post("/{key_id}/deactivate")
+async def deactivate_key(key_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> ApiKeyOut:
+    """Deactivate the key and close its agent's socket. Safe to repeat: a repeat announces the
+    revocation again (use it if the first answer was a 503)."""
+    row = await _owned_key(resources.pool, user, key_id)
+    async with db.connection(resources.pool) as conn:
+        updated = await db.deactivate_api_key(conn, key_id)
+    assert updated is not None
+    await resources.producer.revoke_key(
+        KeyRevocation(key_id=key_id, server_id=row["server_id"], reason="deactivated", time=datetime.now(UTC))
+    )
+    return _key_out(updated)
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_key(key_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
+    row = await _owned_key(resources.pool, user, key_id)
+    async with db.connection(resources.pool) as conn:
+        await db.delete_api_key(conn, key_id)
+    await resources.producer.revoke_key(
+        KeyRevocation(key_id=key_id, server_id=row["server_id"], reason="deleted", time=datetime.now(UTC))
+    )

@@ -1,0 +1,148 @@
+"""Servers (CRUD for their owner), sharing, and the remote-command switch."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Query, status
+
+from schemas.canonical import KeyRevocation
+
+from .. import db
+from ..deps import PoolDep, ResourcesDep, UserDep, require_role
+from ..errors import BadRequest, NotFound
+from ..models import CommandSettingsIn, ServerIn, ServerOut, ServerUpdate, ShareIn, ShareOut
+
+router = APIRouter(prefix="/servers", tags=["servers"])
+
+
+def server_out(row: db.Record) -> ServerOut:
+    return ServerOut(
+        id=row["id"],
+        name=row["name"],
+        host=row["host"],
+        port=row["port"],
+        metadata=row["metadata"],
+        status=row["status"],
+        last_seen=row["last_seen"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        role=row["role"],
+        commands_enabled=row["commands_enabled"],
+        command_allowlist=list(row["command_allowlist"]),
+    )
+
+
+async def _server(pool: db.Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> db.Record:
+    async with db.connection(pool) as conn:
+        row = await db.get_server(conn, user_id, server_id)
+    if row is None:
+        raise NotFound("server not found")
+    return row
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create_server(body: ServerIn, user: UserDep, pool: PoolDep) -> ServerOut:
+    async with db.connection(pool) as conn:
+        row = await db.insert_server(
+            conn, uuid.uuid4(), user.id, body.name, body.host, body.port, body.metadata
+        )
+    return server_out(row)
+
+
+@router.get("")
+async def list_servers(
+    user: UserDep,
+    pool: PoolDep,
+    limit: int = Query(default=100, ge=1, le=1000),
+    offset: int = Query(default=0, ge=0, le=1_000_000),
+) -> list[ServerOut]:
+    """Servers the caller owns or that are shared with them, with the caller's role on each."""
+    async with db.connection(pool) as conn:
+        rows = await db.list_servers(conn, user.id, limit=limit, offset=offset)
+    return [server_out(row) for row in rows]
+
+
+@router.get("/{server_id}")
+async def get_server(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> ServerOut:
+    return server_out(await _server(pool, user.id, server_id))
+
+
+@router.put("/{server_id}")
+async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep) -> ServerOut:
+    await require_role(pool, user, server_id, "owner")
+    async with db.connection(pool) as conn:
+        await db.update_server(conn, server_id, body.model_dump(exclude_unset=True))
+    return server_out(await _server(pool, user.id, server_id))
+
+
+@router.delete("/{server_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_server(server_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
+    """Delete the server and its keys; its agent's socket is closed (a revocation per key)."""
+    await require_role(resources.pool, user, server_id, "owner")
+    async with db.transaction(resources.pool) as conn:
+        key_ids = await db.server_keys_ids(conn, server_id)
+        await db.delete_server(conn, server_id)
+    now = datetime.now(UTC)
+    for key_id in key_ids:
+        await resources.producer.revoke_key(
+            KeyRevocation(key_id=key_id, server_id=server_id, reason="deleted", time=now)
+        )
+
+
+@router.put("/{server_id}/commands")
+async def set_command_settings(
+    server_id: uuid.UUID, body: CommandSettingsIn, user: UserDep, pool: PoolDep
+) -> ServerOut:
+    """Turn remote commands on or off and set the allowlist (regular expressions; a command must
+    match one in full). Owners only."""
+    await require_role(pool, user, server_id, "owner")
+    for pattern in body.command_allowlist:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise BadRequest(
+                f"allowlist pattern {pattern!r} is not a valid regular expression: {exc}"
+            ) from exc
+    async with db.connection(pool) as conn:
+        await db.update_server(
+            conn,
+            server_id,
+            {"commands_enabled": body.commands_enabled, "command_allowlist": body.command_allowlist},
+        )
+    return server_out(await _server(pool, user.id, server_id))
+
+
+@router.get("/{server_id}/shares")
+async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ShareOut]:
+    await require_role(pool, user, server_id, "owner")
+    async with db.connection(pool) as conn:
+        rows = await db.list_shares(conn, server_id)
+    return [ShareOut(**dict(row)) for row in rows]
+
+
+@router.post("/{server_id}/shares", status_code=status.HTTP_201_CREATED)
+async def share_server(server_id: uuid.UUID, body: ShareIn, user: UserDep, pool: PoolDep) -> ShareOut:
+    """Share with another user (by email) as viewer, operator or co-owner; sharing again changes
+    the role."""
+    await require_role(pool, user, server_id, "owner")
+    async with db.transaction(pool) as conn:
+        target = await db.get_user_by_email(conn, body.email)
+        if target is None:
+            raise NotFound("no user with this email")
+        owner_id = await db.server_owner_id(conn, server_id)
+        if target["id"] == owner_id:
+            raise BadRequest("the server's owner already has every right")
+        await db.upsert_share(conn, server_id, target["id"], body.role, user.id)
+        rows = await db.list_shares(conn, server_id)
+    return next(ShareOut(**dict(row)) for row in rows if row["user_id"] == target["id"])
+
+
+@router.delete("/{server_id}/shares/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def unshare_server(server_id: uuid.UUID, user_id: uuid.UUID, user: UserDep, pool: PoolDep) -> None:
+    await require_role(pool, user, server_id, "owner")
+    async with db.connection(pool) as conn:
+        if not await db.delete_share(conn, server_id, user_id):
+            raise NotFound("no such share")
