@@ -236,6 +236,7 @@ class Runtime:
                         log.exception("failed to handle record %s@%s", tp, record.offset)
 
     async def _on_command(self, request: CommandRequest) -> None:
+        self.metrics.commands.labels("seen").inc()
         session = self.sessions.get(request.server_id)
         if session is None:
             try:
