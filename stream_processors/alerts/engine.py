@@ -100,8 +100,9 @@ def register_engine(
         STATE_TABLE,
         default=None,
         partitions=partitions,
-        key_serializer="raw",
-        value_serializer="raw",
+        # bytes in, bytes out: faust picks the "raw" codec; the values are orjson we encode.
+        key_type=bytes,
+        value_type=bytes,
     )
 
     async def publish(key: bytes, events: list[AlertEvent]) -> None:

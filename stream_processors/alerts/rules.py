@@ -146,10 +146,11 @@ class RulesFeed:
         self._task = asyncio.create_task(self._follow(consumer), name="alert-rules-feed")
 
     async def _catch_up(self, consumer: AIOKafkaConsumer) -> None:
-        partitions = None
+        partitions: set[int] | None = None
         while not partitions:
-            await consumer.topics()  # refreshes metadata
-            partitions = consumer.partitions_for_topic(self._topic)
+            # The consumer knows only subscribed topics' partitions: read the cluster's metadata.
+            cluster = await consumer._client.fetch_all_metadata()
+            partitions = cluster.partitions_for_topic(self._topic)
             if not partitions:
                 await asyncio.sleep(0.5)
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]

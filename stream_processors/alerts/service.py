@@ -70,6 +70,8 @@ def create_alert_app(
     code_rules: list[RuleSpec] | None = None,
 ) -> faust.App:
     """A faust worker that runs only alerting: the same conventions as the processors' app."""
+    datadir = common.state_dir / "faust" / app_id
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         f"{common.topic_prefix}{app_id}",
         broker=f"kafka://{common.kafka_bootstrap}",
@@ -78,7 +80,7 @@ def create_alert_app(
         key_serializer="raw",
         web_port=web_port,
         web_host="127.0.0.1",
-        datadir=str(common.state_dir / "faust" / app_id),
+        datadir=str(datadir),
         topic_partitions=common.topic_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
