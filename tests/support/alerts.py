@@ -240,3 +240,25 @@ async def wait_for(
             if w.proc is not None and w.proc.poll() is not None and w.proc.returncode not in (0, -9, -15):
                 raise AssertionError(f"worker died ({w.proc.returncode}) while waiting for {what}\n{w.log()}")
         await asyncio.sleep(0.2)
+
+
+class Sentinel:
+    """Proves a worker has processed a server's samples up to a point: a `memory > 50` rule on
+    the server, and a sample with memory 60 at that point. Its episode appears only after every
+    earlier sample of the server (same partition, in order) was evaluated."""
+
+    def __init__(self, bus: Bus, dsn: str, server_id: uuid.UUID, owner_id: uuid.UUID) -> None:
+        self.bus, self.dsn, self.server_id = bus, dsn, server_id
+        self.rule = make_rule(server_id, owner_id, name="sentinel", metric="memory", threshold=50.0)
+
+    async def install(self) -> None:
+        await self.bus.rule(self.rule)
+
+    async def mark(self, seconds: float, workers: Sequence[Worker], within: float = 90.0) -> None:
+        await self.bus.samples([make_sample(self.server_id, seconds, memory=60.0)])
+        started = T0 + timedelta(seconds=seconds)
+
+        async def seen() -> bool:
+            return any(r["started_at"] == started for r in await episodes(self.dsn, self.rule.rule_id))
+
+        await wait_for(f"sentinel at {seconds}s", seen, within=within, workers=workers)
