@@ -1,0 +1,53 @@
+"""Agent settings: URL derivation, the configuration file, refusals that name the setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.settings import AgentSettings, agent_socket_url, load
+
+
+def test_socket_url_from_a_base_url() -> None:
+    assert agent_socket_url("https://fp.example.com") == "wss://fp.example.com/api/v1/agents/ws"
+    assert agent_socket_url("http://10.0.0.5:8001/") == "ws://10.0.0.5:8001/api/v1/agents/ws"
+    assert agent_socket_url("wss://fp.example.com/custom/ws") == "wss://fp.example.com/custom/ws"
+    with pytest.raises(ConfigError, match="SERVER_URL"):
+        agent_socket_url("ftp://nope")
+
+
+def test_commands_are_off_by_default() -> None:
+    s = AgentSettings()
+    assert s.commands_enabled is False and s.command_allowlist == []
+    assert s.docker_actions_enabled is False
+    assert s.interval_seconds == 5.0
+
+
+def test_configuration_file_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETPULSE_AGENT_INTERVAL_SECONDS", "7")
+    monkeypatch.setenv("FLEETPULSE_AGENT_TOP_PROCESSES", "3")
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        '[agent]\nserver_url = "https://fp.example.com"\napi_key = "fpk_x"\ninterval_seconds = 10\n'
+        'commands_enabled = true\ncommand_allowlist = ["uptime", "systemctl status [a-z-]+"]\n'
+    )
+    s = load(cfg, state_dir=tmp_path / "st")
+    assert s.server_url == "wss://fp.example.com/api/v1/agents/ws"
+    assert s.interval_seconds == 10  # the file wins over the environment
+    assert s.top_processes == 3  # the environment fills in the rest
+    assert s.spool_path == tmp_path / "st" / "spool.sqlite3"
+    assert s.require_key() == "fpk_x"
+
+
+def test_bad_values_are_refused_by_name(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text('command_allowlist = ["(unclosed"]\n')
+    with pytest.raises(ConfigError, match="command_allowlist"):
+        load(cfg)
+    cfg.write_text("unknown_setting = 1\n")
+    with pytest.raises(ConfigError, match="unknown_setting"):
+        load(cfg)
+    with pytest.raises(ConfigError, match="API_KEY"):
+        load(None).require_key()
