@@ -26,7 +26,7 @@ from .kafka import Producer
 from .metrics import ApiMetrics
 from .observe import ObserveMiddleware
 from .ratelimit import RateLimiter
-from .routes import audit, auth, commands, history, keys, ops, servers
+from .routes import alerts, audit, auth, commands, history, keys, ops, servers
 from .settings import ApiSettings
 from .state import Resources
 
@@ -92,7 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def database_unavailable(request: Request, exc: db.DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
-    for module in (auth, servers, keys, history, commands, audit):
+    for module in (auth, servers, keys, history, commands, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(ops.router)
     return app

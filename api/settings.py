@@ -47,5 +47,8 @@ class ApiSettings(BaseSettings):
     history_max_range_raw_hours: float = Field(default=6.0, gt=0)
     history_max_range_1m_days: float = Field(default=7.0, gt=0)
     history_max_range_1h_days: float = Field(default=400.0, gt=0)
+    # Backtests: samples replayed at most, servers covered by a rule without a server.
+    backtest_max_samples: int = Field(default=200_000, ge=1)
+    backtest_max_servers: int = Field(default=500, ge=1)
     logs_max_page: int = Field(default=500, ge=1)
     logs_max_range_days: float = Field(default=31.0, gt=0)

@@ -1,0 +1,362 @@
+"""Alerts: rules CRUD (the alert engine's model, published to the compacted rules topic on every
+change), the ChatOps thresholds mapped onto rules, the episodes list, acknowledge and resolve,
+and the backtest of a rule over stored history.
+
+A rule belongs to the user who made it. A rule on one server needs the operator role there; a
+rule without a server covers every server its owner owns. Each change is written and published
+in one transaction: the rule is committed only once the broker has it, so the database and the
+topic never disagree after a failed publish (a 503 the client may retry).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request, status
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from schemas.alerts import (
+    MAX_DURATION_SECONDS,
+    AlertRule,
+    Comparison,
+    RuleMetric,
+    Severity,
+    Threshold,
+    ThresholdIn,
+    rule_from_threshold,
+    threshold_from_rule,
+)
+from schemas.canonical import UtcDatetime
+from stream_processors.alerts.backtest import Episode, backtest
+from stream_processors.alerts.errors import BacktestTooLarge
+
+from .. import db
+from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
+from ..errors import NotFound, Unprocessable
+from ..state import Resources
+
+router = APIRouter(prefix="/alerts", tags=["alerts"])
+
+
+class RuleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    server_id: uuid.UUID | None = None
+    name: str = Field(min_length=1, max_length=200)
+    metric: RuleMetric
+    subject: str | None = Field(default=None, max_length=512)
+    comparison: Comparison = "gt"
+    threshold: float = Field(default=0.0, allow_inf_nan=False)
+    for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
+    clear_threshold: float | None = Field(default=None, allow_inf_nan=False)
+    clear_for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
+    severity: Severity = "warning"
+    interval_seconds: float = Field(default=10.0, gt=0, le=3600)
+    no_data_intervals: int = Field(default=3, ge=1, le=10_000)
+    enabled: bool = True
+
+
+class RuleOut(BaseModel):
+    id: uuid.UUID
+    rule: AlertRule
+
+
+class AlertOut(BaseModel):
+    episode_id: uuid.UUID
+    rule_id: uuid.UUID
+    rule_name: str
+    origin: str
+    server_id: uuid.UUID
+    metric: str
+    subject: str | None
+    severity: str
+    comparison: str
+    threshold: float
+    state: Literal["firing", "resolved"]
+    started_at: datetime
+    fired_at: datetime | None
+    fired_value: float | None
+    resolved_at: datetime | None
+    resolved_value: float | None
+    message: str
+    acknowledged_at: datetime | None
+    acknowledged_by: uuid.UUID | None
+    resolved_by: uuid.UUID | None
+
+
+class BacktestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    start: UtcDatetime
+    end: UtcDatetime
+    rule: RuleIn | None = None  # an unsaved rule; omitted on /rules/{id}/backtest
+
+
+class BacktestOut(BaseModel):
+    rule: AlertRule
+    start: datetime
+    end: datetime
+    servers: list[uuid.UUID]
+    episodes: list[Episode]
+
+
+def _build(rule_id: uuid.UUID, owner_id: uuid.UUID, body: RuleIn, origin: str = "rule") -> AlertRule:
+    try:
+        return AlertRule(
+            rule_id=rule_id,
+            owner_id=owner_id,
+            origin=origin,
+            updated_at=datetime.now(UTC),
+            **body.model_dump(),
+        )
+    except ValidationError as exc:
+        raise Unprocessable(_first_error(exc)) from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error.get("loc", ()))
+    return f"{where}: {error['msg']}" if where else str(error["msg"])
+
+
+async def _check_scope(resources: Resources, user: CurrentUser, server_id: uuid.UUID | None) -> None:
+    if server_id is not None:
+        await require_role(resources.pool, user, server_id, "operator")
+
+
+async def _save(resources: Resources, rule: AlertRule, *, new: bool) -> None:
+    definition: dict[str, Any] = rule.model_dump(mode="json")
+    async with db.transaction(resources.pool) as conn:
+        if new:
+            await db.insert_rule(
+                conn, rule.rule_id, rule.owner_id, rule.server_id, rule.origin, rule.enabled, definition
+            )
+        else:
+            await db.update_rule(conn, rule.rule_id, rule.server_id, rule.enabled, definition)
+        # Published before the commit: a refused publish rolls the change back.
+        await resources.producer.publish_rule(rule.rule_id, rule.to_bytes())
+
+
+async def _owned_rule(pool: db.Pool, user: CurrentUser, rule_id: uuid.UUID, origin: str | None) -> AlertRule:
+    async with db.connection(pool) as conn:
+        row = await db.get_rule(conn, user.id, rule_id)
+    if row is None or (origin is not None and row["origin"] != origin):
+        raise NotFound("rule not found")
+    return AlertRule.model_validate(row["definition"])
+
+
+async def _delete(resources: Resources, rule_id: uuid.UUID) -> None:
+    async with db.transaction(resources.pool) as conn:
+        await db.delete_rule(conn, rule_id)
+        await resources.producer.publish_rule(rule_id, None)  # the tombstone deletes it downstream
+
+
+# --- rules ---------------------------------------------------------------------------------------
+
+
+@router.post("/rules", status_code=status.HTTP_201_CREATED)
+async def create_rule(body: RuleIn, request: Request, user: UserDep, resources: ResourcesDep) -> RuleOut:
+    await _check_scope(resources, user, body.server_id)
+    rule = _build(uuid.uuid4(), user.id, body)
+    if body.server_id is not None:
+        request.state.audit_server_id = body.server_id
+    await _save(resources, rule, new=True)
+    return RuleOut(id=rule.rule_id, rule=rule)
+
+
+@router.get("/rules")
+async def list_rules(
+    user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
+) -> list[RuleOut]:
+    """The caller's rules (thresholds included), optionally those of one server."""
+    async with db.connection(pool) as conn:
+        rows = await db.list_rules(conn, user.id, None, server_id)
+    rules = [AlertRule.model_validate(row["definition"]) for row in rows]
+    return [RuleOut(id=rule.rule_id, rule=rule) for rule in rules]
+
+
+@router.get("/rules/{rule_id}")
+async def get_rule(rule_id: uuid.UUID, user: UserDep, pool: PoolDep) -> RuleOut:
+    rule = await _owned_rule(pool, user, rule_id, None)
+    return RuleOut(id=rule.rule_id, rule=rule)
+
+
+@router.put("/rules/{rule_id}")
+async def update_rule(
+    rule_id: uuid.UUID, body: RuleIn, request: Request, user: UserDep, resources: ResourcesDep
+) -> RuleOut:
+    old = await _owned_rule(resources.pool, user, rule_id, None)
+    await _check_scope(resources, user, body.server_id)
+    rule = _build(rule_id, user.id, body, origin=old.origin)
+    if body.server_id is not None:
+        request.state.audit_server_id = body.server_id
+    await _save(resources, rule, new=False)
+    return RuleOut(id=rule.rule_id, rule=rule)
+
+
+@router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_rule(rule_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
+    await _owned_rule(resources.pool, user, rule_id, None)
+    await _delete(resources, rule_id)
+
+
+# --- ChatOps thresholds --------------------------------------------------------------------------
+
+
+def _threshold(rule: AlertRule) -> Threshold:
+    threshold = threshold_from_rule(rule)
+    assert threshold is not None  # stored with origin 'threshold' from a ThresholdIn
+    return threshold
+
+
+def _threshold_rule(threshold_id: uuid.UUID, user: CurrentUser, body: ThresholdIn) -> AlertRule:
+    try:
+        return rule_from_threshold(threshold_id, user.id, body, datetime.now(UTC))
+    except ValidationError as exc:
+        raise Unprocessable(_first_error(exc)) from exc
+
+
+@router.get("/thresholds")
+async def list_thresholds(
+    user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
+) -> list[Threshold]:
+    async with db.connection(pool) as conn:
+        rows = await db.list_rules(conn, user.id, "threshold", server_id)
+    return [_threshold(AlertRule.model_validate(row["definition"])) for row in rows]
+
+
+@router.post("/thresholds", status_code=status.HTTP_201_CREATED)
+async def create_threshold(body: ThresholdIn, user: UserDep, resources: ResourcesDep) -> Threshold:
+    await _check_scope(resources, user, body.server_id)
+    rule = _threshold_rule(uuid.uuid4(), user, body)
+    await _save(resources, rule, new=True)
+    return _threshold(rule)
+
+
+@router.put("/thresholds/{threshold_id}")
+async def update_threshold(
+    threshold_id: uuid.UUID, body: ThresholdIn, user: UserDep, resources: ResourcesDep
+) -> Threshold:
+    await _owned_rule(resources.pool, user, threshold_id, "threshold")
+    await _check_scope(resources, user, body.server_id)
+    rule = _threshold_rule(threshold_id, user, body)
+    await _save(resources, rule, new=False)
+    return _threshold(rule)
+
+
+@router.delete("/thresholds/{threshold_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_threshold(threshold_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
+    await _owned_rule(resources.pool, user, threshold_id, "threshold")
+    await _delete(resources, threshold_id)
+
+
+# --- episodes ------------------------------------------------------------------------------------
+
+
+@router.get("")
+async def list_alerts(
+    user: UserDep,
+    pool: PoolDep,
+    server_id: Annotated[uuid.UUID | None, Query()] = None,
+    state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
+    severity: Annotated[Severity | None, Query()] = None,
+    start: Annotated[UtcDatetime | None, Query(description="episodes that started at or after")] = None,
+    end: Annotated[UtcDatetime | None, Query(description="episodes that started before")] = None,
+    before: Annotated[
+        UtcDatetime | None, Query(description="cursor: started_at of the last row seen")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> list[AlertOut]:
+    """Alert episodes on the servers the caller may see, newest first."""
+    async with db.connection(pool) as conn:
+        rows = await db.list_alerts(
+            conn,
+            user.id,
+            server_id=server_id,
+            state=state,
+            severity=severity,
+            start=start,
+            end=end,
+            before=before,
+            limit=limit,
+        )
+    return [AlertOut(**dict(row)) for row in rows]
+
+
+async def _alert_for(pool: db.Pool, user: CurrentUser, episode_id: uuid.UUID, needed: db.Role) -> None:
+    async with db.connection(pool) as conn:
+        row = await db.get_alert(conn, episode_id)
+        role = await db.server_role(conn, user.id, row["server_id"]) if row else None
+    if row is None or role is None:
+        raise NotFound("alert not found")
+    await require_role(pool, user, row["server_id"], needed)
+
+
+@router.post("/{episode_id}/acknowledge")
+async def acknowledge(episode_id: uuid.UUID, request: Request, user: UserDep, pool: PoolDep) -> AlertOut:
+    """Mark the episode as seen (operators); repeating it keeps the first acknowledgement."""
+    await _alert_for(pool, user, episode_id, "operator")
+    async with db.connection(pool) as conn:
+        await db.acknowledge_alert(conn, episode_id, user.id)
+        row = await db.get_alert(conn, episode_id)
+    assert row is not None
+    request.state.audit_server_id = row["server_id"]
+    return AlertOut(**dict(row))
+
+
+@router.post("/{episode_id}/resolve")
+async def resolve(episode_id: uuid.UUID, request: Request, user: UserDep, pool: PoolDep) -> AlertOut:
+    """Close the episode by hand (operators). The engine resolves it again on its own when the
+    condition clears; that changes nothing here (a resolution is never undone)."""
+    await _alert_for(pool, user, episode_id, "operator")
+    async with db.connection(pool) as conn:
+        await db.resolve_alert(conn, episode_id, user.id)
+        row = await db.get_alert(conn, episode_id)
+    assert row is not None
+    request.state.audit_server_id = row["server_id"]
+    return AlertOut(**dict(row))
+
+
+# --- backtest ------------------------------------------------------------------------------------
+
+
+async def _backtest(
+    resources: Resources, user: CurrentUser, rule: AlertRule, start: datetime, end: datetime
+) -> BacktestOut:
+    if end <= start:
+        raise Unprocessable("start must be before end")
+    async with db.connection(resources.pool) as conn:
+        if rule.server_id is not None:
+            servers = [rule.server_id]
+        else:
+            servers = await db.owned_server_ids(conn, user.id, resources.settings.backtest_max_servers)
+        try:
+            found = await backtest(
+                conn, rule, servers, start, end, max_samples=resources.settings.backtest_max_samples
+            )
+        except BacktestTooLarge as exc:
+            raise Unprocessable(f"{exc}: narrow the range") from exc
+    return BacktestOut(rule=rule, start=start, end=end, servers=servers, episodes=found)
+
+
+@router.post("/backtest")
+async def backtest_new_rule(body: BacktestIn, user: UserDep, resources: ResourcesDep) -> BacktestOut:
+    """What an unsaved rule would have fired over stored history (nothing is saved or sent)."""
+    if body.rule is None:
+        raise Unprocessable("rule: required here")
+    await _check_scope(resources, user, body.rule.server_id)
+    rule = _build(uuid.uuid4(), user.id, body.rule)
+    return await _backtest(resources, user, rule, body.start, body.end)
+
+
+@router.post("/rules/{rule_id}/backtest")
+async def backtest_rule(
+    rule_id: uuid.UUID, body: BacktestIn, user: UserDep, resources: ResourcesDep
+) -> BacktestOut:
+    """What a saved rule would have fired over stored history, with the episode ids the live
+    engine gives the same data."""
+    rule = await _owned_rule(resources.pool, user, rule_id, None)
+    await _check_scope(resources, user, rule.server_id)
+    return await _backtest(resources, user, rule, body.start, body.end)
