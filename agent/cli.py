@@ -4,7 +4,8 @@
     fleetpulse-agent simulate --agents N --keys-file keys.txt [--server-url URL]
 
 Exit codes: 0 stopped by a signal; 2 the configuration is unusable; 3 the server refused the API
-key (retrying cannot help: the systemd unit does not restart on it).
+key (retrying cannot help: the systemd unit does not restart on it); 4 a newer agent with the
+same key took over (close 4000).
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import AuthRejected, ConfigError
+from .errors import AuthRejected, ConfigError, Superseded
 from .settings import AGENT_PATH, agent_socket_url, load
 
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
+EXIT_SUPERSEDED = 4
 log = logging.getLogger("agent")
 
 
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except AuthRejected as exc:
         print(f"fleetpulse-agent: {exc}; not retrying (fix the key, then restart)", file=sys.stderr)
         return EXIT_AUTH
+    except Superseded as exc:
+        print(f"fleetpulse-agent: {exc}; stopping (one agent per server key)", file=sys.stderr)
+        return EXIT_SUPERSEDED
     except KeyboardInterrupt:
         pass
     return 0

@@ -13,7 +13,8 @@ catch-up never delays live data nor floods the server.
 Liveness: the websocket's own ping/pong, an application `ping` every heartbeat interval, and a
 deadline on the oldest unacknowledged frame; any of them failing closes the socket and the agent
 reconnects with exponential backoff and full jitter. A refused key (error `invalid_key`, or close
-1008) stops the agent with the reason: retrying the same key cannot help.
+1008) stops the agent with the reason: retrying the same key cannot help. So does close 4000
+(superseded): a newer socket of the same server is the agent now, and fighting it helps no one.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from schemas.agent_wire import (
 )
 
 from .commands import CommandPolicy, DockerActions, run_command
-from .errors import AuthRejected, ConnectionLost
+from .errors import AuthRejected, ConnectionLost, Superseded
 from .pacing import Backoff, TokenBucket
 from .spool import Spool
 
@@ -135,22 +136,21 @@ class AgentConnection:
     # -- the reconnect loop ----------------------------------------------------------------
 
     async def run_forever(self, stop: asyncio.Event | None = None) -> None:
-        """Connect, serve, reconnect with backoff, until `stop` is set. AuthRejected propagates."""
+        """Connect, serve, reconnect with backoff, until `stop` is set. AuthRejected and Superseded
+        propagate: retrying cannot help."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
-            stay_away = False
             try:
                 await self._serve_once(stop)
             except ConnectionLost as exc:
                 self.stats.last_error = str(exc)
-                stay_away = "superseded" in str(exc)
                 log.info("%s: connection lost: %s", self.name, exc)
             except (OSError, InvalidHandshake, TimeoutError) as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("%s: cannot connect to %s: %s", self.name, self.config.url, self.stats.last_error)
             if stop.is_set():
                 break
-            delay = self.backoff.at_cap() if stay_away else self.backoff.next_delay()
+            delay = self.backoff.next_delay()
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
@@ -417,5 +417,5 @@ def _closed(exc: ConnectionClosed, *, during_auth: bool = False) -> Exception:
         what = "refused the API key" if during_auth else "closed the connection by policy (key revoked?)"
         return AuthRejected(f"the server {what}: {reason or 'close code 1008'}")
     if code == CLOSE_SUPERSEDED:
-        return ConnectionLost(f"superseded: another agent connected with this server's key ({reason})")
+        return Superseded(f"superseded: another agent connected with this server's key ({reason or code})")
     return ConnectionLost(f"socket closed (code {code}{', ' + reason if reason else ''})")

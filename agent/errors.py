@@ -19,6 +19,12 @@ class AuthRejected(AgentError):
     retriable = False
 
 
+class Superseded(AgentError):
+    """A newer socket of the same server took over (close 4000): this agent is the stale one."""
+
+    retriable = False
+
+
 class ConnectionLost(AgentError):
     """The socket closed, timed out or stopped answering; reconnect with backoff."""
 

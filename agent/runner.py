@@ -15,7 +15,7 @@ import ssl
 import time
 from collections.abc import Callable
 
-from schemas.agent_wire import LogsFrame, SeedMetricsFrame
+from schemas.agent_wire import LogEntry, LogsFrame, SeedMetricsFrame
 
 from .collector import Collector, ContainerSource
 from .commands import CommandPolicy, DockerActions
@@ -92,11 +92,32 @@ async def sample_every(
         await asyncio.sleep(due - now)
 
 
+MAX_LOG_BATCH_BYTES = 128 * 1024  # ingest refuses frames over 256 KiB by default
+MAX_LOG_BATCH_ENTRIES = 500
+
+
+def log_batches(entries: list[LogEntry]) -> list[LogsFrame]:
+    """Entries cut into `logs` frames that stay well under ingest's frame size limit."""
+    frames: list[LogsFrame] = []
+    batch: list[LogEntry] = []
+    size = 0
+    for entry in entries:
+        n = len(entry.message.encode()) + 120  # the entry's own fields and JSON punctuation
+        if batch and (size + n > MAX_LOG_BATCH_BYTES or len(batch) >= MAX_LOG_BATCH_ENTRIES):
+            frames.append(LogsFrame(type="logs", entries=batch))
+            batch, size = [], 0
+        batch.append(entry)
+        size += n
+    if batch:
+        frames.append(LogsFrame(type="logs", entries=batch))
+    return frames
+
+
 async def tail_logs(tailer: LogTailer, every: float, spool: Spool, conn: AgentConnection) -> None:
     while True:
         entries = await asyncio.to_thread(tailer.poll)
-        for i in range(0, len(entries), 500):
-            await spool_logs(spool, conn, LogsFrame(type="logs", entries=entries[i : i + 500]))
+        for frame in log_batches(entries):
+            await spool_logs(spool, conn, frame)
         await asyncio.sleep(every)
 
 

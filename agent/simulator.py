@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from schemas.agent_wire import LogEntry, LogsFrame, SeedDisk, SeedInterface, SeedMetricsFrame, SeedProcess
 
 from .connection import AgentConnection, ConnectionConfig
-from .errors import AuthRejected
+from .errors import AuthRejected, Superseded
 from .runner import spool_logs, spool_metrics
 from .spool import MemorySpool
 
@@ -198,7 +198,7 @@ class Fleet:
                 # Gone for a while; samples keep accumulating in the spool and replay on return.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), rng.uniform(*cfg.away_seconds))
-        except AuthRejected as exc:
+        except (AuthRejected, Superseded) as exc:
             self.rejected.append(str(exc))
             log.error("sim-%d: %s; this simulated agent stops", index, exc)
         finally:

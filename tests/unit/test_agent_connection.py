@@ -16,12 +16,13 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 
 from agent.commands import CommandPolicy
 from agent.connection import AgentConnection, ConnectionConfig
-from agent.errors import AuthRejected
-from agent.runner import spool_metrics
+from agent.errors import AuthRejected, Superseded
+from agent.runner import MAX_LOG_BATCH_BYTES, log_batches, spool_metrics
 from agent.spool import MemorySpool
 from schemas.agent_wire import (
     AGENT_FRAME,
     CLOSE_POLICY,
+    CLOSE_SUPERSEDED,
     INVALID_KEY,
     AckFrame,
     AuthFrame,
@@ -29,6 +30,7 @@ from schemas.agent_wire import (
     CommandFrame,
     CommandResponseFrame,
     ErrorFrame,
+    LogEntry,
     PingFrame,
     PongFrame,
     SeedMetricsFrame,
@@ -239,3 +241,29 @@ async def test_commands_answer_with_duration(
     assert reply.command_id == command_id and reply.exit_code == exit_code and reply.output == output
     assert reply.duration_ms is not None
     assert (reply.error is None) == (exit_code == 0)
+
+
+async def test_superseded_stops_this_agent_instead_of_fighting() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send(AuthSuccessFrame(server_id=SERVER_ID).to_bytes().decode())
+        await ws.close(CLOSE_SUPERSEDED, "superseded")
+
+    server: Server = await serve(handler, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        conn = AgentConnection(config(f"ws://127.0.0.1:{port}/api/v1/agents/ws"), MemorySpool(10))
+        with pytest.raises(Superseded, match="another agent connected"):
+            await asyncio.wait_for(conn.run_forever(asyncio.Event()), 10)
+        assert conn.stats.connects == 1
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_log_batches_stay_under_the_frame_limit() -> None:
+    entries = [LogEntry(level="INFO", message="x" * 4000, timestamp=T0) for _ in range(100)]
+    frames = log_batches(entries)
+    assert sum(len(f.entries) for f in frames) == 100
+    assert all(len(f.to_bytes()) < MAX_LOG_BATCH_BYTES * 1.1 for f in frames)
+    assert len(frames) > 1
