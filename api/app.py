@@ -23,6 +23,9 @@ from . import db, expiry
 from .commands import CommandBroker
 from .errors import ApiError
 from .kafka import Producer
+from .live.routes import LIVE_KEY
+from .live.routes import router as live_router
+from .live.service import LiveService
 from .metrics import ApiMetrics
 from .observe import ObserveMiddleware
 from .ratelimit import RateLimiter
@@ -72,6 +75,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 expiry.run(pool, producer, settings.key_expiry_sweep_seconds), name="key-expiry"
             )
             stack.push_async_callback(_cancel, sweeper)
+            # The live sockets' Kafka reader and hub; closed before the pool.
+            app.state.resources.extras[LIVE_KEY] = await stack.enter_async_context(
+                LiveService(settings.live, settings.common.kafka_bootstrap, settings.common.topic_prefix)
+            )
             yield
 
     app = FastAPI(
@@ -94,5 +101,6 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     for module in (auth, servers, keys, history, commands, alerts, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(live_router, prefix=API_PREFIX)
     app.include_router(ops.router)
     return app

@@ -10,11 +10,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import CommonSettings
 
+from .live.settings import LiveSettings
+
 
 class ApiSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_API_", extra="ignore")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)  # the frontend sockets' limits
     host: str = "127.0.0.1"
     port: int = 8000
 

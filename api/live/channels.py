@@ -1,0 +1,54 @@
+"""What the hub reads: one `Channel` per topic, with the function that turns a message into frame text."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from schemas import topics
+from schemas.alerts import ALERT_EVENT
+from schemas.canonical import LOG_RECORD, METRIC_SAMPLE
+from schemas.frontend_wire import AlertFrame, Position, encode
+
+from .frames import RateState, log_frame, metrics_frame
+
+# bytes of a message value, the server's rate state (metrics only), the message's position.
+Build = Callable[[bytes, RateState, Position], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    name: str
+    topic: str  # the full topic name on the broker (with the deployment's prefix)
+    droppable: bool  # metrics frames may be coalesced for a slow client; logs and alerts never
+    build: Build
+
+
+def _metrics(value: bytes, rates: RateState, position: Position) -> str:
+    return encode(metrics_frame(METRIC_SAMPLE.validate_json(value), rates, position))
+
+
+def _log(value: bytes, rates: RateState, position: Position) -> str:
+    return encode(log_frame(LOG_RECORD.validate_json(value), position))
+
+
+def _alert(value: bytes, rates: RateState, position: Position) -> str:
+    return encode(AlertFrame(data=ALERT_EVENT.validate_json(value), position=position))
+
+
+@dataclass(frozen=True, slots=True)
+class Channels:
+    metrics: Channel
+    logs: Channel
+    alerts: Channel
+
+    @classmethod
+    def for_prefix(cls, prefix: str) -> Channels:
+        return cls(
+            metrics=Channel("metrics", topics.METRICS.name(prefix), True, _metrics),
+            logs=Channel("logs", topics.LOGS.name(prefix), False, _log),
+            alerts=Channel("alerts", topics.ALERTS.name(prefix), False, _alert),
+        )
+
+    def by_topic(self) -> dict[str, Channel]:
+        return {c.topic: c for c in (self.metrics, self.logs, self.alerts)}

@@ -1,0 +1,204 @@
+"""The API process's one Kafka reader: manual partition assignment, no consumer group.
+
+The hub says which partitions it wants and from which offset (`Hub.wanted`); the reader applies a
+change between two fetches (re-assigning and seeking every wanted partition, so a kept partition
+continues exactly where the hub is), and hands each fetched batch to `Hub.dispatch`. API replicas
+never share a group, so each sees every message of the partitions its own clients watch.
+
+A second consumer, used one request at a time, replays older spans of a partition for a new
+subscriber whose start lies before the hub's in-memory window (a resume, or persistence lagging).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from .errors import Unavailable
+from .hub import TP, Hub, Record
+
+log = logging.getLogger(__name__)
+
+
+class KafkaReader:
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        window_messages: int,
+        poll_timeout_ms: int,
+        max_poll_records: int,
+        request_timeout_seconds: float = 30.0,
+        client_id: str = "fleetpulse-api-live",
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._poll_timeout_ms = poll_timeout_ms
+        self._max_poll_records = max_poll_records
+        self._request_timeout = request_timeout_seconds
+        self._client_id = client_id
+        self._changed = asyncio.Event()
+        self.hub = Hub(window_messages, self._changed.set)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._replayer: AIOKafkaConsumer | None = None
+        self._replay_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+        self.records = 0
+        self.replays = 0  # spans read again for new subscribers (observability and tests)
+
+    def _new_consumer(self, suffix: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            client_id=f"{self._client_id}-{suffix}",
+            group_id=None,  # never a group: each API process reads every message it needs
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self._max_poll_records,
+            fetch_max_wait_ms=self._poll_timeout_ms,
+        )
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._consumer = self._new_consumer("live")
+        self._replayer = self._new_consumer("replay")
+        try:
+            await self._consumer.start()
+            await self._replayer.start()
+        except KafkaError as exc:
+            await self.stop()
+            raise Unavailable(f"cannot reach Kafka: {exc}") from exc
+        self._task = asyncio.create_task(self._run(), name="live-kafka-reader")
+
+    async def stop(self) -> None:
+        """Stop reading; safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for consumer in (self._consumer, self._replayer):
+            if consumer is not None:
+                await consumer.stop()
+        self._consumer = self._replayer = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        consumer = self._consumer
+        self._changed.set()
+        while True:
+            if self._changed.is_set():
+                self._changed.clear()
+                wanted = self.hub.wanted()
+                tps = {tp: TopicPartition(tp.topic, tp.partition) for tp in wanted}
+                consumer.assign(list(tps.values()))
+                for tp, offset in wanted.items():
+                    consumer.seek(tps[tp], offset)
+            if not consumer.assignment():
+                # Nothing to read: wait for the first subscriber.
+                await self._changed.wait()
+                continue
+            try:
+                batches = await consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms, max_records=self._max_poll_records
+                )
+            except KafkaError as exc:
+                # aiokafka reconnects by itself; keep the positions and try again shortly.
+                log.warning("live reader fetch failed, retrying: %s", exc)
+                await asyncio.sleep(0.5)
+                self._changed.set()
+                continue
+            # If the assignment changed while fetching, the next loop re-seeks every wanted
+            # partition from the hub's own position, and dispatch drops what it already has.
+            for ktp, records in batches.items():
+                self.batches += 1
+                self.records += len(records)
+                self.hub.dispatch(
+                    TP(ktp.topic, ktp.partition), [Record(r.offset, r.key, r.value) for r in records]
+                )
+
+    async def partition_count(self, topic: str) -> int:
+        """The topic's partition count, from the broker (a metadata request)."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self._bootstrap, client_id=f"{self._client_id}-meta")
+        count = 0
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                await admin.start()
+                # A topic created a moment ago may not be in every broker's metadata yet.
+                while True:
+                    described = await admin.describe_topics([topic])
+                    count = sum(
+                        len(t["partitions"])
+                        for t in described
+                        if t["topic"] == topic and t["error_code"] == 0
+                    )
+                    if count:
+                        return count
+                    await asyncio.sleep(0.2)
+        except TimeoutError as exc:
+            raise Unavailable(f"topic {topic} does not exist") from exc
+        except KafkaError as exc:
+            raise Unavailable(f"cannot read the metadata of {topic}: {exc}") from exc
+        finally:
+            await admin.close()
+
+    async def bounds(self, tp: TP) -> tuple[int, int]:
+        """The partition's first retained offset and its end (the next offset to be written)."""
+        assert self._replayer is not None
+        ktp = TopicPartition(tp.topic, tp.partition)
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                first = await self._replayer.beginning_offsets([ktp])
+                end = await self._replayer.end_offsets([ktp])
+        except (TimeoutError, KafkaError) as exc:
+            raise Unavailable(f"cannot read the offsets of {tp.topic}:{tp.partition}: {exc}") from exc
+        return int(first[ktp]), int(end[ktp])
+
+    async def replay(self, tp: TP, key: bytes, start: int, stop: int) -> list[Record]:
+        """`key`'s messages in [start, stop) of `tp`, read again from Kafka, in order."""
+        assert self._replayer is not None
+        ktp = TopicPartition(tp.topic, tp.partition)
+        out: list[Record] = []
+        if start >= stop:
+            return out
+        deadline = time.monotonic() + self._request_timeout
+        async with self._replay_lock:
+            self.replays += 1
+            consumer = self._replayer
+            consumer.assign([ktp])
+            consumer.seek(ktp, start)
+            position = start
+            while position < stop:
+                if time.monotonic() > deadline:
+                    raise Unavailable(f"replay of {tp.topic}:{tp.partition} [{start}, {stop}) timed out")
+                try:
+                    batch = await consumer.getmany(ktp, timeout_ms=500, max_records=self._max_poll_records)
+                except KafkaError as exc:
+                    raise Unavailable(f"replay of {tp.topic}:{tp.partition} failed: {exc}") from exc
+                records = batch.get(ktp, [])
+                if records:
+                    deadline = time.monotonic() + self._request_timeout  # progress: extend
+                for r in records:
+                    if r.offset >= stop:
+                        position = stop
+                        break
+                    position = r.offset + 1
+                    if r.key == key:
+                        out.append(Record(r.offset, r.key, r.value))
+                else:
+                    if not records:
+                        # Offsets can end in a gap (control records); the fetch position
+                        # still moves past it.
+                        position = max(position, await consumer.position(ktp))
+        return out

@@ -1,0 +1,452 @@
+"""One frontend socket, from its auth frame to its close (protocol: docs/live.md).
+
+Order of a session: accept; the auth frame within `auth_timeout_seconds` (nothing else is read
+before it); the token, the user and the user's role on the server; history (database rows up to
+the persisted offset, or nothing when resuming); `history_end` with the seam position; the Kafka
+span between the seam and the hub's window, then the window, then live frames from the socket's
+bounded outbox. A sender, a receiver, an expiry watcher and the outbox's overflow signal run
+side by side: the first to finish cancels the others, and `finally` always unsubscribes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from api import db as api_db
+from api.settings import ApiSettings
+from schemas import tokens
+from schemas.canonical import LOG_RECORD, METRIC_SAMPLE
+from schemas.frontend_wire import (
+    CLIENT_FRAME,
+    AuthFrame,
+    AuthRequiredFrame,
+    AuthSuccessFrame,
+    CloseCode,
+    CoalescedFrame,
+    DiskData,
+    ErrorFrame,
+    HistoryEndFrame,
+    HistoryLostFrame,
+    InterfaceData,
+    LogData,
+    LogFrame,
+    MetricsData,
+    MetricsFrame,
+    NetworkRates,
+    PingFrame,
+    PongFrame,
+    Position,
+    Resolution,
+    encode,
+)
+from schemas.topics import server_key
+
+from . import db
+from .channels import Channel
+from .errors import LiveError
+from .frames import RateState, log_frame, metrics_frame, network_totals
+from .hub import TP, Record, Subscriber
+from .outbox import Outbox
+from .service import LiveService
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["metrics", "logs"]
+
+
+class Close(Exception):
+    """End the session: an error frame with `message`, then a close with `code`."""
+
+    def __init__(self, code: CloseCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class _Disconnected(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class _Auth:
+    user_id: uuid.UUID
+    expires_at: datetime
+    frame: AuthFrame
+
+
+class LiveSession:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        kind: Kind,
+        server_id: str,
+        service: LiveService,
+        pool: api_db.Pool,
+        api_settings: ApiSettings,
+    ) -> None:
+        self.ws = websocket
+        self.kind = kind
+        self.raw_server_id = server_id
+        self.service = service
+        self.settings = service.settings
+        self.pool = pool
+        self.api_settings = api_settings
+        self.channel: Channel = service.channels.metrics if kind == "metrics" else service.channels.logs
+        self._overflow = asyncio.Event()
+        limit = self.settings.metrics_queue_frames if kind == "metrics" else self.settings.logs_queue_frames
+        self.outbox = Outbox(limit, "coalesce" if kind == "metrics" else "close", self._overflow.set)
+        self._subscribers: list[Subscriber] = []
+        self._renewed = asyncio.Event()
+        self._auth: _Auth | None = None
+
+    # --- the whole session -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        try:
+            auth = await self._authenticate()
+            await self._start(auth)
+            await self._pump()
+        except Close as close:
+            await self._close(close.code, close.message)
+        except LiveError as exc:
+            await self._close(exc.code, str(exc))
+        except (_Disconnected, WebSocketDisconnect):
+            pass
+        except Exception:  # the socket's last line: a bug still closes it with a code
+            log.exception("live session failed")
+            await self._close(CloseCode.UNAVAILABLE, "internal error, reconnect later")
+        finally:
+            for sub in self._subscribers:
+                self.service.hub.unsubscribe(sub)
+            self._subscribers.clear()
+
+    async def _close(self, code: CloseCode, message: str) -> None:
+        self.service.closes[int(code)] += 1
+        # A client that stopped reading may never take these frames: bounded by a timeout.
+        # Exception: the peer may already be gone in any of the ways a transport can fail.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.settings.close_timeout_seconds):
+                await self.ws.send_text(encode(ErrorFrame(message=message, code=int(code))))
+                await self.ws.close(code=int(code), reason=message[:120])
+
+    async def _receive_text(self) -> str:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise _Disconnected
+        text: str | None = message.get("text")
+        if text is None:
+            data: bytes | None = message.get("bytes")
+            text = (data or b"").decode("utf-8", errors="replace")
+        if len(text) > self.settings.max_frame_bytes:
+            raise Close(CloseCode.TOO_LARGE, f"frame larger than {self.settings.max_frame_bytes} bytes")
+        return text
+
+    # --- auth ------------------------------------------------------------------------------------
+
+    def _claims(self, token: str) -> tokens.TokenClaims:
+        try:
+            return tokens.decode(
+                self.api_settings.common.jwt_secret.get_secret_value(),
+                token,
+                "access",
+                leeway=self.api_settings.token_leeway_seconds,
+            )
+        except tokens.TokenError as exc:
+            if exc.expired:
+                raise Close(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect") from exc
+            raise Close(CloseCode.INVALID_TOKEN, "invalid token") from exc
+
+    async def _authenticate(self) -> _Auth:
+        try:
+            async with asyncio.timeout(self.settings.auth_timeout_seconds):
+                text = await self._receive_text()
+        except TimeoutError as exc:
+            raise Close(
+                CloseCode.AUTH_TIMEOUT, f"no auth frame within {self.settings.auth_timeout_seconds:g} seconds"
+            ) from exc
+        try:
+            frame = CLIENT_FRAME.validate_json(text)
+        except ValidationError as exc:
+            raise Close(CloseCode.BAD_REQUEST, f"Invalid message format: {_first_error(exc)}") from exc
+        if not isinstance(frame, AuthFrame):
+            raise Close(CloseCode.BAD_REQUEST, 'the first frame must be {"type": "auth", "token": ...}')
+        claims = self._claims(frame.token)
+        try:
+            server_id = uuid.UUID(self.raw_server_id)
+        except ValueError as exc:
+            raise Close(CloseCode.NOT_FOUND, "server not found") from exc
+        self.server_id = server_id
+        try:
+            async with api_db.connection(self.pool) as conn:
+                user = await api_db.get_user(conn, claims.subject)
+                role = await api_db.server_role(conn, claims.subject, server_id)
+        except api_db.DatabaseUnavailable as exc:
+            raise Close(CloseCode.UNAVAILABLE, "database unavailable, reconnect later") from exc
+        if user is None or not user["is_active"]:
+            raise Close(CloseCode.INVALID_TOKEN, "user not found or inactive")
+        if role is None:
+            # One answer for "no such server" and "not yours": a stranger learns nothing.
+            raise Close(CloseCode.NOT_FOUND, "server not found")
+        self._check_request(frame)
+        auth = _Auth(claims.subject, claims.expires_at, frame)
+        self._auth = auth
+        return auth
+
+    def _check_request(self, frame: AuthFrame) -> None:
+        """Refuse a history request above the limits before anything is sent."""
+        s = self.settings
+        window = s.metrics_window_seconds if frame.window_seconds is None else frame.window_seconds
+        if window > s.metrics_max_window_seconds:
+            raise Close(CloseCode.BAD_REQUEST, f"window_seconds above {s.metrics_max_window_seconds}")
+        if self.kind == "metrics" and frame.resolution == "raw" and window > s.raw_max_window_seconds:
+            raise Close(
+                CloseCode.BAD_REQUEST,
+                f"a raw window above {s.raw_max_window_seconds} seconds needs resolution 1m, 5m or 1h",
+            )
+        lines = s.log_lines if frame.lines is None else frame.lines
+        if lines > s.max_log_lines:
+            raise Close(CloseCode.BAD_REQUEST, f"lines above {s.max_log_lines}")
+
+    # --- history, seam, catch-up -----------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        try:
+            async with asyncio.timeout(self.settings.send_timeout_seconds):
+                await self.ws.send_text(text)
+        except TimeoutError as exc:
+            raise Close(CloseCode.SLOW_CONSUMER, "slow consumer: a send did not complete in time") from exc
+
+    async def _start(self, auth: _Auth) -> None:
+        await self.service.wait_ready(self.settings.kafka_timeout_seconds)
+        key = server_key(self.server_id)
+        tp = await self.service.partition_of(self.channel.topic, key)
+        await self._send(
+            encode(AuthSuccessFrame(server_id=self.server_id, channel=self.kind, expires_at=auth.expires_at))
+        )
+        rates = RateState()
+        frame = auth.frame
+        first, end = await self.service.reader.bounds(tp)
+        from_offset: int | None = None
+        if frame.resume is not None:
+            from_offset, reason = self._resume_offset(frame.resume, tp, first, end)
+            if from_offset is None:
+                # Cannot resume: say so, then a fresh history as on a first connect.
+                await self._send(
+                    encode(HistoryLostFrame(requested=frame.resume, position=None, reason=reason))
+                )
+        if from_offset is None:
+            from_offset = await self._history(tp, frame, rates)
+            if from_offset < first or end - from_offset > self.settings.max_catchup_messages:
+                # Persistence is further behind than the stream can be replayed (or Kafka's
+                # retention passed it): say so, then continue from what can be streamed.
+                resume_at = max(first, end - self.settings.max_catchup_messages)
+                await self._send(
+                    encode(
+                        HistoryLostFrame(
+                            requested=Position(partition=tp.partition, offset=from_offset - 1),
+                            position=Position(partition=tp.partition, offset=resume_at - 1),
+                            reason="the span between history and live is no longer available: refetch it",
+                        )
+                    )
+                )
+                from_offset = resume_at
+        await self._send(
+            encode(HistoryEndFrame(position=Position(partition=tp.partition, offset=from_offset - 1)))
+        )
+        hub = self.service.hub
+        subscription = hub.subscribe(self.channel, tp, key, from_offset, self.outbox, end=end)
+        self._subscribers.append(subscription.subscriber)
+        # Alerts are live only: from the alerts partition's current end.
+        alerts_tp = await self.service.partition_of(self.service.channels.alerts.topic, key)
+        _, alerts_end = await self.service.reader.bounds(alerts_tp)
+        alert_sub = hub.subscribe(
+            self.service.channels.alerts, alerts_tp, key, alerts_end, self.outbox, end=alerts_end
+        )
+        self._subscribers.append(alert_sub.subscriber)
+        # The catch-up: the Kafka span before the hub's window, then the window's messages.
+        records: list[Record] = []
+        if subscription.replay is not None:
+            start, stop = subscription.replay
+            records = await self.service.reader.replay(tp, key, start, stop)
+        records.extend(subscription.backlog)
+        for record in records:
+            text = self._build(record, tp, rates)
+            if text is not None:
+                await self._send(text)
+
+    def _resume_offset(self, resume: Position, tp: TP, first: int, end: int) -> tuple[int | None, str]:
+        """Where a resume continues, or None and the reason it cannot."""
+        start = resume.offset + 1
+        if resume.partition != tp.partition:
+            return None, "the position is of another partition"
+        if start < first:
+            return None, "the stream no longer holds that position (retention)"
+        if start > end:
+            return None, "the position is ahead of the stream"
+        if end - start > self.settings.max_catchup_messages:
+            return None, "the position is too far behind to resume"
+        return start, ""
+
+    async def _history(self, tp: TP, frame: AuthFrame, rates: RateState) -> int:
+        """Send the database history; return the first offset the stream must continue from."""
+        s = self.settings
+        if self.kind == "metrics":
+            window = s.metrics_window_seconds if frame.window_seconds is None else frame.window_seconds
+            since = datetime.now(UTC) - timedelta(seconds=window)
+            mh = await db.metrics_history(
+                self.pool,
+                self.server_id,
+                tp,
+                since,
+                s.max_history_frames,
+                frame.resolution,
+            )
+            for row in mh.rows:
+                await self._send(encode(self._history_metrics(row, rates, frame.resolution)))
+            last = mh.last_offset
+        else:
+            lines = s.log_lines if frame.lines is None else frame.lines
+            lh = await db.logs_history(self.pool, self.server_id, tp, lines)
+            for lrow in lh.rows:
+                data = LogData(
+                    level=lrow.level,
+                    message=lrow.message,
+                    timestamp=lrow.time,
+                    source=lrow.source,
+                    entry_id=lrow.entry_id,
+                )
+                await self._send(encode(LogFrame(data=data, position=None, history=True)))
+            last = lh.last_offset
+        if last is None:
+            # Nothing of this partition persisted yet: the stream starts at its beginning.
+            first, _ = await self.service.reader.bounds(tp)
+            return first
+        return last + 1
+
+    @staticmethod
+    def _history_metrics(row: db.MetricRow, rates: RateState, resolution: Resolution) -> MetricsFrame:
+        if resolution == "raw":
+            interfaces = rates.interfaces(row.time, [InterfaceData(**i.model_dump()) for i in row.interfaces])
+            network = network_totals(interfaces)
+        else:
+            interfaces, network = (), NetworkRates()
+        data = MetricsData(
+            timestamp=row.time,
+            cpu_percent=row.cpu_percent,
+            memory_percent=row.memory_percent,
+            memory_total_bytes=row.memory_total_bytes,
+            memory_used_bytes=row.memory_used_bytes,
+            load1=row.load1,
+            load5=row.load5,
+            load15=row.load15,
+            uptime_seconds=row.uptime_seconds,
+            cpu_cores=row.cpu_cores,
+            disks=tuple(DiskData(**d.model_dump()) for d in row.disks),
+            interfaces=interfaces,
+            network=network,
+            resolution=resolution,
+            samples=row.samples,
+        )
+        return MetricsFrame(data=data, position=None, history=True)
+
+    def _build(self, record: Record, tp: TP, rates: RateState) -> str | None:
+        if record.value is None:
+            return None
+        position = Position(partition=tp.partition, offset=record.offset)
+        try:
+            if self.kind == "metrics":
+                return encode(metrics_frame(METRIC_SAMPLE.validate_json(record.value), rates, position))
+            return encode(log_frame(LOG_RECORD.validate_json(record.value), position))
+        except ValidationError:
+            log.warning("undecodable %s message at %s:%d", tp.topic, tp.partition, record.offset)
+            return None
+
+    # --- live --------------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        tasks = [
+            asyncio.create_task(self._sender(), name="live-sender"),
+            asyncio.create_task(self._receiver(), name="live-receiver"),
+            asyncio.create_task(self._expiry(), name="live-expiry"),
+            asyncio.create_task(self._overflow_watch(), name="live-overflow"),
+        ]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in done:
+            exc = task.exception()
+            if exc is not None:
+                raise exc
+
+    async def _sender(self) -> None:
+        while True:
+            text, skipped = await self.outbox.get()
+            if skipped:
+                await self._send(encode(CoalescedFrame(skipped=skipped)))
+            await self._send(text)
+
+    async def _overflow_watch(self) -> None:
+        await self._overflow.wait()
+        raise Close(
+            CloseCode.SLOW_CONSUMER, "slow consumer: the socket's queue overflowed; reconnect with resume"
+        )
+
+    def _reply(self, frame: ErrorFrame | PongFrame | AuthRequiredFrame) -> None:
+        self.outbox.push(encode(frame), droppable=False)
+
+    async def _receiver(self) -> None:
+        while True:
+            text = await self._receive_text()
+            try:
+                frame = CLIENT_FRAME.validate_json(text)
+            except ValidationError as exc:
+                self._reply(ErrorFrame(message=f"Invalid message format: {_first_error(exc)}"))
+                continue
+            if isinstance(frame, PingFrame):
+                self._reply(PongFrame(id=frame.id))
+            else:
+                self._renew(frame)
+
+    def _renew(self, frame: AuthFrame) -> None:
+        assert self._auth is not None
+        claims = self._claims(frame.token)  # an invalid or expired token ends the session
+        if claims.subject != self._auth.user_id:
+            raise Close(CloseCode.INVALID_TOKEN, "the token belongs to another user")
+        if claims.expires_at > self._auth.expires_at:
+            self._auth.expires_at = claims.expires_at
+            self._renewed.set()
+
+    async def _expiry(self) -> None:
+        assert self._auth is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            expires = self._auth.expires_at
+            ask_at = expires - timedelta(seconds=self.settings.reauth_ahead_seconds)
+            await asyncio.sleep(max(0.0, (ask_at - datetime.now(UTC)).total_seconds()))
+            self._renewed.clear()
+            self._reply(AuthRequiredFrame(expires_at=expires))
+            remaining = (expires - datetime.now(UTC)).total_seconds() + self.api_settings.token_leeway_seconds
+            try:
+                async with asyncio.timeout_at(loop.time() + max(0.0, remaining)):
+                    await self._renewed.wait()
+            except TimeoutError as exc:
+                raise Close(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect") from exc
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ()))
+    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))

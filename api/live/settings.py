@@ -1,0 +1,41 @@
+"""Limits of the frontend live sockets (env prefix `FLEETPULSE_API_LIVE_`). Every one is tested."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class LiveSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETPULSE_API_LIVE_", extra="ignore")
+
+    # Auth: the first frame must arrive within this; an expiring token is asked for again this
+    # long before its expiry, and the socket is closed at the expiry if no fresh one came.
+    auth_timeout_seconds: float = Field(default=10.0, gt=0)
+    reauth_ahead_seconds: float = Field(default=60.0, ge=0)
+    # Largest client frame accepted (an auth frame with a token is well under 10 KiB).
+    max_frame_bytes: int = Field(default=16_384, ge=256)
+    # History on connect.
+    metrics_window_seconds: int = Field(default=900, ge=0)
+    metrics_max_window_seconds: int = Field(default=30 * 24 * 3600, ge=0)
+    raw_max_window_seconds: int = Field(default=6 * 3600, ge=0)  # longer windows need a rollup
+    max_history_frames: int = Field(default=5_000, ge=1)
+    log_lines: int = Field(default=200, ge=0)
+    max_log_lines: int = Field(default=5_000, ge=0)
+    # Per-socket bounded queues: metrics coalesce to the latest frame, logs close the socket.
+    metrics_queue_frames: int = Field(default=64, ge=2)
+    logs_queue_frames: int = Field(default=2_000, ge=2)
+    # A single send that takes longer than this closes the socket as a slow consumer.
+    send_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The hub keeps this many recent messages per partition in memory, so new subscribers join
+    # the live stream without reading Kafka again; older spans are replayed from Kafka.
+    window_messages: int = Field(default=20_000, ge=0)
+    # A resume or catch-up further back than this many offsets is refused with `history_lost`.
+    max_catchup_messages: int = Field(default=200_000, ge=0)
+    # How long the reader waits for records before it applies assignment changes.
+    # Kafka metadata, offsets and replays; a socket waiting longer is closed as "unavailable".
+    kafka_timeout_seconds: float = Field(default=30.0, gt=0)
+    # How long closing a socket may take (a slow client may never read the close frame).
+    close_timeout_seconds: float = Field(default=2.0, gt=0)
+    poll_timeout_ms: int = Field(default=100, ge=1)
+    max_poll_records: int = Field(default=2_000, ge=1)

@@ -1,0 +1,201 @@
+"""Frontend sockets: the seed's auth and message shapes, refusals and their close codes, a token
+that expires on an open socket, ping/pong and client mistakes, on the real Kafka and database."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+import pytest
+
+from api.live.settings import LiveSettings
+from schemas.frontend_wire import SERVER_FRAME, CloseCode
+from schemas.settings import CommonSettings
+from tests.support.live_harness import ApiServer, Publisher, add_server, add_user, client, log_record, sample
+
+LIVE = LiveSettings(auth_timeout_seconds=1.0, reauth_ahead_seconds=1.0, max_frame_bytes=4096)
+
+
+@pytest.fixture
+async def api(common_settings: CommonSettings) -> AsyncIterator[ApiServer]:
+    async with ApiServer(common_settings, LIVE, token_leeway_seconds=0) as server:
+        yield server
+
+
+def _valid(frame: dict[str, Any]) -> dict[str, Any]:
+    """Every frame the server sends parses as one of the protocol's frames."""
+    SERVER_FRAME.validate_python(frame)
+    return frame
+
+
+async def test_auth_then_history_then_live_in_the_seed_shapes(
+    api: ApiServer, db: psycopg.AsyncConnection[Any], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    user = await add_user(db)
+    server = await add_server(db, user)
+    token = api.token(user)
+    async with client(api.url("metrics", server), {"type": "auth", "token": token}) as c:
+        ok = _valid(await c.next())
+        assert ok["type"] == "auth_success", ok
+        assert ok["type"] == "auth_success" and ok["server_id"] == str(server) and ok["channel"] == "metrics"
+        end = _valid(await c.next())
+        assert end["type"] == "history_end"
+        async with Publisher(kafka_bootstrap, topic_prefix) as pub:
+            await pub.metric(sample(server, 1))
+            partition, offset = await pub.metric(sample(server, 2))
+        first = _valid(await c.until(lambda f: f["type"] == "metrics"))
+        second = _valid(await c.until(lambda f: f["type"] == "metrics"))
+        # The seed's fields, plus the position and the derived network rate.
+        assert first["data"]["cpu_percent"] == 1.0 and first["data"]["memory_percent"] == 50.0
+        assert first["data"]["disks"][0]["mount"] == "/"
+        assert second["position"] == {"partition": partition, "offset": offset}
+        # 1000 bytes more in 1 ms: 1,000,000 bytes/s sent, 2,000,000 received.
+        assert second["data"]["network"]["bytes_sent_per_second"] == pytest.approx(1_000_000)
+        assert second["data"]["interfaces"][0]["bytes_recv_per_second"] == pytest.approx(2_000_000)
+        assert first["data"]["network"]["bytes_sent_per_second"] is None  # no previous sample
+
+    async with client(api.url("logs", server), {"type": "auth", "token": token}) as c:
+        assert _valid(await c.next())["channel"] == "logs"
+        await c.until(lambda f: f["type"] == "history_end")
+        async with Publisher(kafka_bootstrap, topic_prefix) as pub:
+            await pub.log(log_record(server, 7))
+        line = _valid(await c.until(lambda f: f["type"] == "log"))
+        assert line["data"]["level"] == "INFO" and line["data"]["message"] == "line 7"
+        assert datetime.fromisoformat(line["data"]["timestamp"]).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [
+        ("garbage token", CloseCode.INVALID_TOKEN),
+        ("foreign token", CloseCode.INVALID_TOKEN),
+        ("refresh token", CloseCode.INVALID_TOKEN),
+        ("expired token", CloseCode.TOKEN_EXPIRED),
+        ("foreign server", CloseCode.NOT_FOUND),
+        ("unknown server", CloseCode.NOT_FOUND),
+        ("malformed server id", CloseCode.NOT_FOUND),
+        ("first frame not auth", CloseCode.BAD_REQUEST),
+        ("not json", CloseCode.BAD_REQUEST),
+        ("no auth frame", CloseCode.AUTH_TIMEOUT),
+        ("frame too large", CloseCode.TOO_LARGE),
+        ("raw window too long", CloseCode.BAD_REQUEST),
+    ],
+)
+async def test_refusals_get_an_error_frame_and_a_documented_close_code(
+    api: ApiServer, db: psycopg.AsyncConnection[Any], case: str, code: CloseCode
+) -> None:
+    from schemas import tokens
+
+    owner, stranger = await add_user(db), await add_user(db)
+    server = await add_server(db, owner)
+    target: uuid.UUID | str = server
+    auth: dict[str, Any] | None = {"type": "auth", "token": api.token(owner)}
+    raw: str | None = None
+    if case == "garbage token":
+        auth = {"type": "auth", "token": "not.a.jwt"}
+    elif case == "foreign token":
+        forged, _ = tokens.encode(
+            "another-secret-of-sufficient-length-000000", owner, "access", timedelta(minutes=5)
+        )
+        auth = {"type": "auth", "token": forged}
+    elif case == "refresh token":
+        secret = api.settings.common.jwt_secret.get_secret_value()
+        refresh, _ = tokens.encode(secret, owner, "refresh", timedelta(minutes=5))
+        auth = {"type": "auth", "token": refresh}
+    elif case == "expired token":
+        auth = {"type": "auth", "token": api.token(owner, now=datetime.now(UTC) - timedelta(hours=1))}
+    elif case == "foreign server":
+        auth = {"type": "auth", "token": api.token(stranger)}
+    elif case == "unknown server":
+        target = uuid.uuid4()
+    elif case == "malformed server id":
+        target = "not-a-uuid"
+    elif case == "first frame not auth":
+        auth = {"type": "ping"}
+    elif case == "not json":
+        raw = "{nope"
+    elif case == "no auth frame":
+        auth = None
+    elif case == "frame too large":
+        raw = "x" * 5000
+    elif case == "raw window too long":
+        auth = {"type": "auth", "token": api.token(owner), "window_seconds": 7 * 3600, "resolution": "raw"}
+    from websockets.asyncio.client import connect
+
+    async with connect(api.url("metrics", target), open_timeout=30) as ws:
+        if raw is not None:
+            await ws.send(raw)
+        elif auth is not None:
+            import orjson
+
+            await ws.send(orjson.dumps(auth).decode())
+        frames = []
+        from websockets.exceptions import ConnectionClosed
+
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(30):
+                while True:
+                    import orjson
+
+                    frames.append(orjson.loads(await ws.recv()))
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    errors = [f for f in frames if f["type"] == "error"]
+    assert errors and errors[-1]["code"] == code and errors[-1]["message"]
+    assert not any(f["type"] in ("metrics", "auth_success") for f in frames)
+    assert CloseCode(code).may_reconnect == (code < 4100)
+
+
+async def test_an_expiring_token_is_asked_for_again_and_the_socket_closes_without_one(
+    api: ApiServer, db: psycopg.AsyncConnection[Any]
+) -> None:
+    user = await add_user(db)
+    server = await add_server(db, user)
+    # A token with 3 s left: the server asks 1 s before expiry (reauth_ahead_seconds).
+    short = api.token(user, lifetime=timedelta(seconds=3))
+    async with client(api.url("metrics", server), {"type": "auth", "token": short}) as c:
+        asked = await c.until(lambda f: f["type"] == "auth_required", within=30)
+        assert _valid(asked)["expires_at"]
+        # A fresh token on the open socket keeps it open past the first expiry.
+        await c.send({"type": "auth", "token": api.token(user, lifetime=timedelta(seconds=4))})
+        await c.send({"type": "ping", "id": 1})
+        await c.until(lambda f: f["type"] == "pong")
+        # Then no answer to the next request: closed as expired (may reconnect with a fresh token).
+        await c.until(lambda f: f["type"] == "auth_required", within=30)
+        assert await c.closed(within=30) == CloseCode.TOKEN_EXPIRED
+    # The second token lived past the first one's expiry before the close came.
+    assert [f["type"] for f in c.frames].count("auth_required") == 2
+
+
+async def test_a_renewal_with_another_users_token_is_refused(
+    api: ApiServer, db: psycopg.AsyncConnection[Any]
+) -> None:
+    user, other = await add_user(db), await add_user(db)
+    server = await add_server(db, user)
+    async with client(api.url("logs", server), {"type": "auth", "token": api.token(user)}) as c:
+        await c.until(lambda f: f["type"] == "history_end")
+        await c.send({"type": "auth", "token": api.token(other)})
+        assert await c.closed() == CloseCode.INVALID_TOKEN
+
+
+async def test_ping_pong_and_client_mistakes_keep_the_socket_open(
+    api: ApiServer, db: psycopg.AsyncConnection[Any]
+) -> None:
+    user = await add_user(db)
+    viewer = await add_user(db)
+    server = await add_server(db, user)
+    await db.execute(
+        "INSERT INTO server_shares (server_id, user_id, role) VALUES (%s, %s, 'viewer')", (server, viewer)
+    )
+    # A viewer (a share) may watch; an unknown frame gets an error frame, not a close.
+    async with client(api.url("metrics", server), {"type": "auth", "token": api.token(viewer)}) as c:
+        await c.until(lambda f: f["type"] == "history_end")
+        await c.send({"type": "subscribe"})
+        err = _valid(await c.until(lambda f: f["type"] == "error"))
+        assert err["message"].startswith("Invalid message format") and err["code"] is None
+        await c.send({"type": "ping", "id": "abc"})
+        pong = _valid(await c.until(lambda f: f["type"] == "pong"))
+        assert pong["id"] == "abc"
