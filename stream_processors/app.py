@@ -29,6 +29,9 @@ class Services:
 
 def create_app(settings: ProcessorSettings) -> faust.App:
     common = settings.common
+    datadir = common.state_dir / "faust" / settings.app_id
+    # faust creates only the last level of its data directory: a fresh state folder needs the rest.
+    datadir.parent.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         f"{common.topic_prefix}{settings.app_id}",
         broker=f"kafka://{common.kafka_bootstrap}",
@@ -37,10 +40,14 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         key_serializer="raw",
         web_port=settings.web_port,
         web_host="127.0.0.1",
-        datadir=str(common.state_dir / "faust" / settings.app_id),
+        datadir=str(datadir),
         topic_partitions=common.topic_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
+        # A killed worker's place in faust's own group is given up after this long (faust's
+        # default, 60 s, would hold a restarted worker's start for a minute).
+        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
+        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
     )
     services = install_services(app, settings)
 

@@ -10,7 +10,6 @@ refused). Bulk rows go in with binary COPY into per-connection staging tables, t
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
@@ -52,6 +51,7 @@ class Database(mode.Service):
             },
             # A connection broken by an outage is detected on checkout and replaced.
             check=AsyncConnectionPool.check_connection,
+            configure=prepare_connection,
             reconnect_timeout=0,  # never give up reconnecting: an outage is waited out
             name="fleetpulse-processors",
         )
@@ -88,13 +88,12 @@ _STAGING = {
     "stage_agent_events": "agent_events",
     "stage_command_results": "command_history",
 }
-_prepared: weakref.WeakSet[Conn] = weakref.WeakSet()
 
 
-async def _ensure_staging(conn: Conn) -> None:
-    """Temporary staging tables, once per connection; ON COMMIT DELETE ROWS empties them."""
-    if conn in _prepared:
-        return
+async def prepare_connection(conn: Conn) -> None:
+    """Create the temporary staging tables of a new connection (ON COMMIT DELETE ROWS empties
+    them after every transaction). Runs in autocommit, outside any batch, so a rolled-back batch
+    never takes them away."""
     for stage, table in _STAGING.items():
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
@@ -103,7 +102,6 @@ async def _ensure_staging(conn: Conn) -> None:
         "CREATE TEMP TABLE IF NOT EXISTS rollup_affected (server_id uuid, bucket timestamptz) "
         "ON COMMIT DELETE ROWS"
     )
-    _prepared.add(conn)
 
 
 async def _copy(
@@ -203,14 +201,14 @@ async def write_batch(
     rollup_horizon: datetime,
     stale_after: timedelta,
 ) -> None:
-    """Write one batch inside the caller's transaction, idempotently.
+    """Write one batch inside the caller's transaction, idempotently (on a connection set up by
+    `prepare_connection`, as the pool's connections are).
 
     `payloads` are in Kafka order (per partition); `highest` is the highest offset per
     (topic, partition) the batch covers, recorded in `persisted_offsets` in this same transaction.
     Rollup buckets older than `rollup_horizon` (the raw retention) are not recomputed: their raw
     rows may be gone.
     """
-    await _ensure_staging(conn)
     metrics = [p for p in payloads if isinstance(p, MetricSample)]
     logs = [p for p in payloads if isinstance(p, LogRecord)]
     events = [p for p in payloads if isinstance(p, AgentEvent)]

@@ -1,0 +1,135 @@
+"""A worker (`python -m stream_processors`, a real process) is SIGKILLed mid-stream and
+restarted: every sample is present exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas import topics
+from schemas.canonical import utcnow
+from tests.conftest import ROOT
+from tests.support.persist import PersistEnv, count_metrics, new_env, sample, scalar, wait_until
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_worker(env: PersistEnv, app_id: str, log: Path) -> subprocess.Popen[bytes]:
+    environ = {
+        **os.environ,
+        "FLEETPULSE_ENV": "test",
+        "FLEETPULSE_STATE_DIR": str(env.common.state_dir),
+        "FLEETPULSE_KAFKA_BOOTSTRAP": env.common.kafka_bootstrap,
+        "FLEETPULSE_DATABASE_URL": env.common.database_url,
+        "FLEETPULSE_TOPIC_PREFIX": env.prefix,
+        "FLEETPULSE_TOPIC_PARTITIONS": str(env.common.topic_partitions),
+        "FLEETPULSE_PROCESSORS_APP_ID": app_id,
+        "FLEETPULSE_PROCESSORS_WEB_PORT": str(_free_port()),
+        "FLEETPULSE_PROCESSORS_BATCH_MAX_RECORDS": "100",
+        "FLEETPULSE_PROCESSORS_BATCH_WITHIN_SECONDS": "0.2",
+        "FLEETPULSE_PROCESSORS_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "FLEETPULSE_PROCESSORS_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stream_processors", "worker", "--loglevel", "warn"],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.mark.timeout(300)
+async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
+    database_url: str, kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    env = await new_env(database_url, kafka_bootstrap, tmp_path / "state")
+    servers = [uuid.uuid4() for _ in range(8)]
+    start = utcnow() - timedelta(hours=2)
+    samples = [
+        sample(s, start + timedelta(seconds=5 * i), cpu=float(i % 100)) for i in range(250) for s in servers
+    ]
+    total = len(samples)
+    app_id = f"persist-kill-{uuid.uuid4().hex[:6]}"
+    log = tmp_path / "worker.log"
+
+    async def keep_producing() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for begin in range(0, total, 40):
+                sent = [
+                    await producer.send(
+                        env.topic(topics.METRICS), s.to_bytes(), key=topics.server_key(s.server_id)
+                    )
+                    for s in samples[begin : begin + 40]
+                ]
+                await asyncio.gather(*sent)
+                await asyncio.sleep(0.05)
+        finally:
+            await producer.stop()
+
+    worker = _start_worker(env, app_id, log)
+    producing = asyncio.create_task(keep_producing())
+    try:
+        await wait_until(
+            _alive_and_at_least(worker, database_url, servers, total // 4), timeout=90, what="a quarter"
+        )
+        # Killed while the stream is flowing: it is mid-batch (fetching, writing or committing).
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(30)
+        persisted_at_kill = (await count_metrics(database_url, servers))[0]
+        await producing
+        assert persisted_at_kill < total, "the kill came too late to land mid-stream"
+
+        worker = _start_worker(env, app_id, log)
+        await wait_until(
+            _alive_and_at_least(worker, database_url, servers, total), timeout=90, what="every sample"
+        )
+        await wait_until(
+            lambda: _offsets_reach(env, database_url, total), timeout=60, what="the seam offsets to catch up"
+        )
+    except BaseException:
+        print(log.read_text()[-5000:])
+        raise
+    finally:
+        producing.cancel()
+        worker.terminate()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+    assert await count_metrics(database_url, servers) == (total, total)
+
+
+def _alive_and_at_least(worker: subprocess.Popen[bytes], dsn: str, servers: list[uuid.UUID], n: int):
+    async def check() -> bool:
+        assert worker.poll() is None, f"the worker exited with {worker.returncode}"
+        return (await count_metrics(dsn, servers))[0] >= n
+
+    return check
+
+
+async def _offsets_reach(env: PersistEnv, dsn: str, total: int) -> bool:
+    found = await scalar(
+        dsn,
+        "SELECT sum(last_offset + 1) FROM persisted_offsets WHERE topic = %s",
+        (env.topic(topics.METRICS),),
+    )
+    return found is not None and int(found) == total
