@@ -109,6 +109,11 @@ class RestClient:
         }
         return await self._call("POST", "/alerts/thresholds", json=body, expect=(200, 201))
 
+    async def thresholds(self) -> list[dict[str, Any]]:
+        result = await self._call("GET", "/alerts/thresholds")
+        items = result.get("items", result) if isinstance(result, dict) else result
+        return list(items or [])
+
     async def find_server(self, name_or_id: str) -> dict[str, Any]:
         servers = await self.servers()
         for s in servers:

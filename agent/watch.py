@@ -42,7 +42,15 @@ from schemas.frontend_wire import (
 from .pacing import Backoff
 from .rest import RestClient, RestError
 
-DEMO_FILE = Path(".state") / "demo.json"
+
+def demo_file() -> Path:
+    """Where `make run` wrote the demo account (its API URL and credentials)."""
+    if explicit := os.environ.get("FLEETPULSE_DEMO_FILE"):
+        return Path(explicit)
+    run_dir = os.environ.get("FLEETPULSE_RUN_DIR")
+    if run_dir:
+        return Path(run_dir) / "demo.json"
+    return Path(os.environ.get("FLEETPULSE_STATE_DIR", ".state")) / "run" / "demo.json"
 
 
 def _human_bytes(n: float | None) -> str:
@@ -219,7 +227,7 @@ async def watch(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
-    demo = _demo_defaults(Path(os.environ.get("FLEETPULSE_DEMO_FILE", str(DEMO_FILE))))
+    demo = _demo_defaults(demo_file())
     parser = argparse.ArgumentParser(prog="fleetpulse", description="FleetPulse from a terminal.")
     sub = parser.add_subparsers(dest="command", required=True)
     w = sub.add_parser("watch", help="print one server's metrics, logs and alerts: history, then live")
@@ -235,7 +243,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.email or not args.password:
         parser.error(
-            "--email and --password are needed (make run writes the demo account to .state/demo.json)"
+            "--email and --password are needed (make run writes the demo account to .state/run/demo.json)"
         )
     stream = out or sys.stdout
     try:
