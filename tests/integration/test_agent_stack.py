@@ -6,7 +6,10 @@ Kafka, the persistence processor and TimescaleDB.
   period arrives exactly once, with the timestamp it was sampled at;
 - the agent is killed (SIGKILL) with unacknowledged frames in its spool and started again: they
   arrive, exactly once;
-- a refused key stops the agent fast, with the reason and exit code 3.
+- a refused key stops the agent fast, with the reason and exit code 3;
+- tailed log lines (across a rotation) land in the logs table;
+- commands published as the API does reach the agent through ingest: refused when disabled or not
+  allowlisted, timed out, output capped, measured; a Docker action without a daemon fails clearly.
 """
 
 from __future__ import annotations
@@ -21,19 +24,21 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from agent.collector import Collector
 from agent.settings import AgentSettings
 from agent.spool import DiskSpool
-from schemas import apikeys
+from schemas import apikeys, topics
 from schemas.agent_wire import AGENT_FRAME, SeedMetricsFrame
+from schemas.canonical import COMMAND_RESULT, CommandRequest, CommandResult, utcnow
 from schemas.settings import CommonSettings
 from tests.support.persist import PersistEnv, new_env, running, wait_until
 
@@ -372,3 +377,165 @@ async def test_a_refused_key_stops_the_agent_with_the_reason(stack: Stack) -> No
     assert code == 3
     assert "Invalid or inactive API key" in proc.output()
     assert "not retrying" in proc.output()
+
+
+async def test_tailed_log_lines_land_in_timescaledb(stack: Stack) -> None:
+    from agent.runner import run_agent
+
+    stack.ingest.start()
+    await stack.ingest.ready()
+    dsn = stack.env.common.database_url
+    app_log = stack.tmp / "app.log"
+    app_log.write_text("written before the agent started: not sent\n")
+    settings = agent_settings(stack, stack.ingest.url, log_files=[app_log], log_poll_seconds=0.2)
+    stop = asyncio.Event()
+    async with persisting(stack.env):
+        agent = asyncio.create_task(run_agent(settings, stop))
+        try:
+            await wait_until(
+                lambda: _has_rows(dsn, stack.server_id), timeout=90, what="the agent's first sample stored"
+            )
+            with app_log.open("a") as f:
+                f.write("ERROR payment service unreachable\nINFO recovered\n")
+            app_log.rename(stack.tmp / "app.log.1")  # rotated
+            app_log.write_text("WARN after rotation\n")
+
+            async def logged() -> bool:
+                assert not agent.done(), agent
+                n = await scalar(dsn, "SELECT count(*) FROM logs WHERE server_id = %s", stack.server_id)
+                return int(n) >= 3
+
+            await wait_until(logged, timeout=90, what="3 log lines stored")
+        finally:
+            stop.set()
+            await asyncio.wait_for(agent, 30)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT level, message, source FROM logs WHERE server_id = %s ORDER BY time, message",
+            (stack.server_id,),
+        )
+        rows = await cur.fetchall()
+    assert sorted((level, message) for level, message, _ in rows) == [
+        ("ERROR", "ERROR payment service unreachable"),
+        ("INFO", "INFO recovered"),
+        ("WARNING", "WARN after rotation"),
+    ]
+    assert {source for _, _, source in rows} == {str(app_log)}
+
+
+async def _has_rows(dsn: str, server_id: uuid.UUID) -> bool:
+    return bool(await metric_times(dsn, server_id))
+
+
+async def run_commands(
+    stack: Stack, requests: list[CommandRequest], **agent: Any
+) -> dict[uuid.UUID, CommandResult]:
+    """Start ingest and an in-process agent, publish the requests as the API does, and collect
+    the results ingest publishes from the agent's answers."""
+    from agent.runner import run_agent
+
+    prefix = stack.env.prefix
+    stack.ingest.start()
+    await stack.ingest.ready()
+    dsn = stack.env.common.database_url
+    stop = asyncio.Event()
+    agent_task = asyncio.create_task(run_agent(agent_settings(stack, stack.ingest.url, **agent), stop))
+    consumer = AIOKafkaConsumer(
+        topics.COMMAND_RESULTS.name(prefix),
+        bootstrap_servers=stack.env.common.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.env.common.kafka_bootstrap, acks="all")
+    await producer.start()
+    results: dict[uuid.UUID, CommandResult] = {}
+    try:
+
+        async def held() -> bool:
+            assert not agent_task.done(), agent_task
+            n = await scalar(
+                dsn, "SELECT count(*) FROM agent_connections WHERE server_id = %s", stack.server_id
+            )
+            return int(n) == 1
+
+        await wait_until(held, timeout=60, what="ingest to hold the agent's socket")
+        for request in requests:
+            await producer.send_and_wait(
+                topics.COMMANDS.name(prefix), request.to_bytes(), key=topics.server_key(stack.server_id)
+            )
+        wanted = {r.command_id for r in requests}
+
+        async def answered() -> bool:
+            batch = await consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for record in records:
+                    result = COMMAND_RESULT.validate_json(record.value)
+                    if result.command_id in wanted:
+                        results[result.command_id] = result
+            return set(results) == wanted
+
+        await wait_until(answered, timeout=90, what="every command answered")
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent_task, 30)
+        await producer.stop()
+        await consumer.stop()
+    return results
+
+
+def command(
+    stack: Stack, action: str, text: str | None = None, container: str | None = None
+) -> CommandRequest:
+    now = utcnow()
+    return CommandRequest(
+        command_id=uuid.uuid4(),
+        server_id=stack.server_id,
+        action=action,
+        command=text,
+        container_id=container,
+        timeout_seconds=60,
+        requested_at=now,
+        deadline=now + timedelta(seconds=60),
+    )
+
+
+async def test_commands_on_the_real_stack_allowlisted_timed_out_capped_and_docker_without_daemon(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{stack.tmp}/no-docker.sock")
+    ok = command(stack, "shell", "echo hello fleet")
+    refused = command(stack, "shell", "cat /etc/shadow")
+    slow = command(stack, "shell", "sleep 30")
+    loud = command(stack, "shell", "yes")
+    docker = command(stack, "restart", container="web")
+    results = await run_commands(
+        stack,
+        [ok, refused, slow, loud, docker],
+        commands_enabled=True,
+        command_allowlist=[r"echo [a-z ]+", r"sleep [0-9]+", r"yes"],
+        command_timeout_seconds=1.5,
+        command_max_output_bytes=2000,
+        docker_actions_enabled=True,
+    )
+    r = results[ok.command_id]
+    assert r.success and r.exit_code == 0 and r.output == "hello fleet\n" and r.duration_ms is not None
+    r = results[refused.command_id]
+    assert not r.success and r.exit_code == 126 and r.error == "command not in this agent's allowlist"
+    r = results[slow.command_id]
+    assert not r.success and r.exit_code == 124 and "timed out after 1.5 s" in (r.error or "")
+    assert r.duration_ms is not None and r.duration_ms >= 1500
+    r = results[loud.command_id]
+    assert not r.success and len((r.output or "").encode()) == 2000 and "2000 bytes" in (r.error or "")
+    r = results[docker.command_id]
+    assert not r.success and (r.message or "").startswith("Docker daemon not reachable")
+
+
+async def test_commands_are_refused_when_the_operator_did_not_enable_them(stack: Stack) -> None:
+    shell = command(stack, "shell", "echo hi")
+    docker = command(stack, "stop", container="web")
+    results = await run_commands(stack, [shell, docker])
+    assert results[shell.command_id].exit_code == 126
+    assert "commands are disabled on this agent" in (results[shell.command_id].error or "")
+    assert not results[docker.command_id].success
+    assert "Docker actions are disabled" in (results[docker.command_id].message or "")
