@@ -21,7 +21,6 @@ from pydantic import ValidationError
 
 from schemas import topics
 from schemas.canonical import (
-    AGENT_EVENT,
     COMMAND_REQUEST,
     KEY_REVOCATION,
     AgentEvent,
@@ -91,7 +90,8 @@ class Runtime:
         )
         self.sessions: dict[uuid.UUID, AgentSession] = {}  # server id -> its newest socket here
         self._handlers: set[asyncio.Task[Any]] = set()  # socket handlers, awaited at shutdown
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # background loops, cancelled at stop
+        self._publishes: set[asyncio.Task[Any]] = set()  # results being published, awaited at stop
         self._consumer: AIOKafkaConsumer | None = None
         self.stopping = False
 
@@ -120,6 +120,9 @@ class Runtime:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._publishes:
+            # Commands failed by the closing sockets: their results go out before the producer stops.
+            await asyncio.wait(self._publishes, timeout=self.settings.produce_timeout + 1)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -172,8 +175,8 @@ class Runtime:
             finished_at=utcnow(),
         )
         task = asyncio.create_task(self._publish_result(result), name=f"ingest-fail-{request.command_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
 
     async def _publish_result(self, result: CommandResult) -> None:
         try:
@@ -309,6 +312,3 @@ def auth_failed_event(runtime: Runtime, server_id: uuid.UUID | None, reason: str
         reason=reason,
         remote=remote,
     )
-
-
-__all__ = ["AGENT_EVENT", "NIL_SERVER", "Runtime", "TopicNames", "auth_failed_event"]

@@ -80,3 +80,21 @@ async def test_a_peer_that_stops_answering_pings_is_dropped(common_settings: Com
         assert running.metric("fleetpulse_ingest_connections") == 0
         ws.transport.abort()
         await asyncio.sleep(0)
+
+
+async def test_shutdown_closes_sockets_and_answers_their_commands(common_settings: CommonSettings) -> None:
+    key = await create_key(common_settings.database_url, common_settings.key_pepper.get_secret_value())
+    async with TopicReader(
+        common_settings.kafka_bootstrap, topic(common_settings, topics.COMMAND_RESULTS)
+    ) as results:
+        async with RunningIngest(make_settings(common_settings)) as running:
+            ws = await authed(running, key)
+            await ws.send(metrics_frame(key, seq=1))
+            assert await recv(ws) == {"type": "ack", "seq": 1}
+            request = command(key.server_id, "shell", command="sleep 60")
+            await publish(common_settings, request)
+            assert (await recv(ws))["command_id"] == str(request.command_id)
+        # The process is gone: the socket was closed as "may reconnect", the command answered.
+        assert await closed_with(ws) in (1001, 1012)
+        [result] = await results.wait_for(lambda v: v["command_id"] == str(request.command_id))
+        assert result["success"] is False and "disconnected" in result["error"]
