@@ -57,16 +57,24 @@ class Backoff:
         self.attempt = 0
 
 
-class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Holds a rebalance until the batch in flight is committed (to the database, then Kafka)."""
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Holds a rebalance until the batch being written is committed (database, then Kafka).
 
-    def __init__(self, lock: asyncio.Lock) -> None:
-        self._lock = lock
+    The lock is held only from "write the batch" to "commit its offsets", never while fetching:
+    aiokafka's `getmany` waits for a reassignment in progress to finish, and the reassignment waits
+    for this callback, so a lock held across the fetch would deadlock until the session expires.
+    Records fetched before a revocation are dropped instead (the epoch changes), and the
+    partitions' owner, possibly this worker again, reads them from the last committed offset.
+    """
+
+    def __init__(self, service: PersistenceService) -> None:
+        self._service = service
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # The batch holds the lock from the fetch to the offset commit: once we get it, nothing of
-        # the revoked partitions is in flight, so their next owner starts after our last commit.
-        async with self._lock:
+        self._service.epoch += 1
+        async with self._service.lock:
+            # Nothing of the revoked partitions is being written any more: their next owner
+            # starts after our last commit.
             log.info("partitions revoked: %s", sorted(str(tp) for tp in revoked))
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
@@ -86,6 +94,7 @@ class Stats:
         self.dead_letters = 0
         self.db_retries = 0
         self.commit_failures = 0
+        self.dropped_after_rebalance = 0  # fetched, then revoked before being written
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
@@ -100,12 +109,20 @@ class PersistenceService(mode.Service):
         self._database = database
         self._decoder = Decoder(settings.common.topic_prefix)
         self._dead_letter_topic = topics.DEAD_LETTERS.name(settings.common.topic_prefix)
-        self._lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # held from a batch's write to its offset commit
+        self.epoch = 0  # incremented by every revocation: older fetched records are stale
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._producer: AIOKafkaProducer | None = None
         self._runner: asyncio.Task[None] | None = None
         self.stats = Stats()
+
+    @property
+    def assignment(self) -> frozenset[tuple[str, int]]:
+        """The (topic, partition) pairs this worker holds now."""
+        if self._consumer is None:
+            return frozenset()
+        return frozenset((tp.topic, tp.partition) for tp in self._consumer.assignment())
 
     async def on_start(self) -> None:
         s = self._settings
@@ -126,7 +143,7 @@ class PersistenceService(mode.Service):
             heartbeat_interval_ms=s.kafka_heartbeat_interval_ms,
             max_poll_interval_ms=s.kafka_max_poll_interval_ms,
         )
-        self._consumer.subscribe(self._decoder.topic_names, listener=_Revocations(self._lock))
+        self._consumer.subscribe(self._decoder.topic_names, listener=_Rebalances(self))
         await self._consumer.start()
         self._runner = asyncio.create_task(self._run(), name="persist")
 
@@ -153,10 +170,14 @@ class PersistenceService(mode.Service):
         assert consumer is not None
         while not self._stopping.is_set():
             try:
-                async with self._lock:
-                    records = await self._take(consumer)
-                    if records:
+                records, epoch = await self._take(consumer)
+                async with self.lock:
+                    if records and epoch == self.epoch:
                         await self._handle(consumer, records)
+                    elif records:
+                        # A revocation came after the fetch: these may belong to another worker
+                        # now. Uncommitted, so their owner reads them again.
+                        self.stats.dropped_after_rebalance += len(records)
             except asyncio.CancelledError:
                 raise
             except _Abandoned:
@@ -170,12 +191,14 @@ class PersistenceService(mode.Service):
                 with contextlib.suppress(_Abandoned):
                     await self._sleep(1.0)
 
-    async def _take(self, consumer: AIOKafkaConsumer) -> list[RecordLike]:
-        """Up to `batch_max_records` records, waiting at most `batch_within_seconds` after the first."""
+    async def _take(self, consumer: AIOKafkaConsumer) -> tuple[list[RecordLike], int]:
+        """Up to `batch_max_records` records, waiting at most `batch_within_seconds` after the
+        first; and the rebalance epoch they were all fetched in."""
         s = self._settings
         loop = asyncio.get_running_loop()
         records: list[RecordLike] = []
         deadline: float | None = None
+        epoch = self.epoch
         while len(records) < s.batch_max_records and not self._stopping.is_set():
             if deadline is None:
                 timeout = s.batch_within_seconds
@@ -186,13 +209,17 @@ class PersistenceService(mode.Service):
             got = await consumer.getmany(
                 timeout_ms=max(1, int(timeout * 1000)), max_records=s.batch_max_records - len(records)
             )
+            if epoch != self.epoch:
+                # A rebalance happened during the fetch: start the batch afresh (see _Rebalances).
+                self.stats.dropped_after_rebalance += len(records)
+                records, deadline, epoch = [], None, self.epoch
             for partition_records in got.values():
                 records.extend(partition_records)
             if records and deadline is None:
                 deadline = loop.time() + s.batch_within_seconds
             if not got and deadline is None:
                 break
-        return records
+        return records, epoch
 
     async def _handle(self, consumer: AIOKafkaConsumer, records: Sequence[RecordLike]) -> None:
         batch = self._decoder.decode(records)
