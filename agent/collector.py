@@ -186,11 +186,11 @@ class ContainerSource:
     def connect(cls, timeout: float = 3.0) -> ContainerSource | None:
         """A source if a Docker daemon is reachable now; None (logged once) otherwise."""
         try:
-            import docker
-
             from .commands import check_unix_socket
 
             check_unix_socket()
+            import docker
+
             client = docker.from_env(timeout=timeout)
             try:
                 client.ping()

@@ -126,10 +126,9 @@ async def run_command(policy: CommandPolicy, command: str) -> CommandOutcome:
 def check_unix_socket() -> None:
     """Fail with a clear error if the Docker daemon's unix socket does not answer a connect.
 
-    Checked before the SDK tries, because the SDK leaks its socket when that connect fails.
+    Checked before the SDK tries, because the SDK leaks its socket when that connect fails (and
+    because importing the SDK costs memory an agent without Docker need not spend).
     """
-    import docker.errors
-
     host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     if not host.startswith("unix://"):
         return
@@ -139,7 +138,7 @@ def check_unix_socket() -> None:
         try:
             sock.connect(path)
         except OSError as exc:
-            raise docker.errors.DockerException(f"cannot connect to {path}: {exc.strerror or exc}") from exc
+            raise ConnectionError(f"cannot connect to {path}: {exc.strerror or exc}") from exc
 
 
 def _kill_group(proc: asyncio.subprocess.Process) -> None:
@@ -168,7 +167,6 @@ class DockerActions:
     def _client(self) -> Any:
         import docker
 
-        check_unix_socket()
         client = docker.from_env(timeout=self.timeout)
         try:
             client.ping()
@@ -187,6 +185,10 @@ class DockerActions:
         return await asyncio.to_thread(self._run, action, container_id, tail)
 
     def _run(self, action: str, container_id: str, tail: int | None) -> DockerOutcome:
+        try:
+            check_unix_socket()
+        except ConnectionError as exc:
+            return DockerOutcome(False, f"Docker daemon not reachable: {exc}")
         try:
             import docker.errors
         except ImportError:

@@ -51,3 +51,19 @@ def test_bad_values_are_refused_by_name(tmp_path: Path) -> None:
         load(cfg)
     with pytest.raises(ConfigError, match="API_KEY"):
         load(None).require_key()
+
+
+def test_the_shipped_example_configuration_loads_with_commands_off() -> None:
+    example = Path(__file__).resolve().parents[2] / "infra" / "agent" / "agent.toml.example"
+    s = load(example)
+    assert s.server_url == "wss://fleetpulse.example.com/api/v1/agents/ws"
+    assert s.commands_enabled is False and s.docker_actions_enabled is False
+    assert s.spool_path == Path("/var/lib/fleetpulse-agent/spool.sqlite3")
+    assert "uptime" in s.command_allowlist
+
+
+def test_the_systemd_unit_runs_unprivileged_and_does_not_restart_on_a_refused_key() -> None:
+    unit = (Path(__file__).resolve().parents[2] / "infra" / "agent" / "fleetpulse-agent.service").read_text()
+    assert "User=fleetpulse-agent" in unit and "User=root" not in unit
+    assert "RestartPreventExitStatus=2 3 4" in unit
+    assert "--config /etc/fleetpulse/agent.toml" in unit
