@@ -59,6 +59,7 @@ class _Pending:
 class _Active:
     request: CommandRequest
     handle: asyncio.TimerHandle
+    timed_out: bool = False  # answered as failed; a legacy agent may still be running it
 
 
 def classify(error: ValidationError) -> tuple[wire.ErrorCode, str]:
@@ -355,11 +356,17 @@ class AgentSession:
             self.runtime.metrics.commands.labels("delivered").inc()
 
     def _expire_active(self, command_id: uuid.UUID) -> None:
-        active = self._active.pop(command_id, None)
-        if active is not None:
-            # A legacy agent has no timeout of its own: the command may still be running.
-            self.runtime.fail_command(active.request, "timed out waiting for the agent's answer")
-            self._pump()
+        active = self._active.get(command_id)
+        if active is None or active.timed_out:
+            return
+        self.runtime.fail_command(active.request, "timed out waiting for the agent's answer")
+        if self.dialect == "legacy":
+            # A legacy agent has no timeout of its own and runs one command at a time: never
+            # assume it stopped. The slot stays taken until its late answer or the disconnect.
+            active.timed_out = True
+            return
+        del self._active[command_id]
+        self._pump()
 
     def _result_of(self, frame: wire.AgentFrame, now: datetime) -> CommandResult | None:
         if isinstance(frame, wire.CommandResponseFrame | wire.DockerResponseFrame):
@@ -375,6 +382,9 @@ class AgentSession:
             return None
         active.handle.cancel()
         self._pump()
+        if active.timed_out:
+            self.runtime.metrics.commands.labels("late_reply").inc()
+            return None  # already answered as timed out: one result per command
         base = {"command_id": command_id, "server_id": self.server_id, "finished_at": now}
         match frame:
             case wire.CommandResponseFrame():
@@ -427,7 +437,8 @@ class AgentSession:
         self._waiting.clear()
         for active in self._active.values():
             active.handle.cancel()
-            left.append(active.request)
+            if not active.timed_out:
+                left.append(active.request)
         self._active.clear()
         return left
 

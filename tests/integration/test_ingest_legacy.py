@@ -202,3 +202,41 @@ async def test_a_failed_legacy_auth_is_just_a_1008_close(ingest: RunningIngest) 
         await ws.send(AUTH % ("fpk_AAAAAAAAAAAA_" + "B" * 43))
         assert await recv(ws) == {"type": "error", "message": "Invalid or inactive API key"}
         assert await closed_with(ws) == 1008
+
+
+async def test_a_timed_out_legacy_command_keeps_the_slot_until_its_late_answer(
+    ingest: RunningIngest, key: Key, common_settings: CommonSettings
+) -> None:
+    async with TopicReader(
+        common_settings.kafka_bootstrap, topic(common_settings, topics.COMMAND_RESULTS)
+    ) as reader:
+        ws = await legacy_agent(ingest, key)
+        await ws.send(SPEC_METRICS)
+        assert await recv(ws) == RECEIVED
+        slow = command(key.server_id, "shell", command="sleep 100", timeout_seconds=0.5)
+        after = command(key.server_id, "shell", command="uptime")
+        await publish(common_settings, slow)
+        assert (await recv(ws))["request_id"] == str(slow.command_id)
+        await publish(common_settings, after)
+        [timed_out] = await reader.wait_for(lambda v: v["command_id"] == str(slow.command_id))
+        assert timed_out["success"] is False and "timed out" in timed_out["error"]
+        async with asyncio.timeout(15):
+            while ingest.metric("fleetpulse_ingest_commands_total", outcome="seen") < 2:
+                await asyncio.sleep(0.05)
+        # The agent may still be running it: the next command waits.
+        assert ingest.metric("fleetpulse_ingest_commands_total", outcome="delivered") == 1
+        late = {
+            "type": "command_result",
+            "data": {"output": "", "exit_code": 0},
+            "request_id": str(slow.command_id),
+        }
+        await ws.send(orjson.dumps(late).decode())
+        assert await recv(ws) == {
+            "type": "execute_command",
+            "request_id": str(after.command_id),
+            "command": "uptime",
+        }
+        await reader.drain(quiet=1.0)
+        assert len([v for _, v in reader.records if v["command_id"] == str(slow.command_id)]) == 1
+        assert ingest.metric("fleetpulse_ingest_commands_total", outcome="late_reply") == 1
+        await ws.close()
