@@ -56,13 +56,19 @@ asyncio.run(main())
 
 def serve(port_out: Any, counter: Any) -> None:
     import asyncio
+    import contextlib
     import uuid
 
     import orjson
     from websockets.asyncio.server import ServerConnection
     from websockets.asyncio.server import serve as ws_serve
+    from websockets.exceptions import ConnectionClosed
 
     async def handler(ws: ServerConnection) -> None:
+        with contextlib.suppress(ConnectionClosed):  # clients are terminated between rounds
+            await answer(ws)
+
+    async def answer(ws: ServerConnection) -> None:
         await ws.recv()
         await ws.send(orjson.dumps({"type": "auth_success", "server_id": str(uuid.uuid4())}).decode())
         async for raw in ws:
