@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -175,8 +176,9 @@ class AgentConnection:
             self.stats.connected = True
             self.stats.server_id = server_id
             log.info("%s: connected to %s as server %s", self.name, cfg.url, server_id)
-            # Frames spooled up to now are the backlog (replayed, paced); later ones are live.
-            session = _Session(ws, backlog_upto=0)
+            # Frames spooled up to now are the backlog (replayed, paced); later ones are live. Until
+            # the snapshot is read, nothing counts as live: a frame spooled meanwhile is in it.
+            session = _Session(ws, backlog_upto=sys.maxsize)
             self._session = session
             session.backlog_upto = await self.spool.last_seq()
             await self._run_session(session, stop)
