@@ -3,9 +3,10 @@
 State per (server, rule) lives in the changelog-backed table `alert-state`, one entry per server
 (key: the server key, value: orjson of {rule_id: state}), written in the agent that reads the
 server's partition: a restart or a rebalance restores it from the changelog, so a pending alert
-is neither lost nor fired twice. The table changes and the alert events produced for a sample are
-flushed by faust before it commits that sample's offset (at-least-once); a sample processed twice
-yields the same events with the same ids, and every reader of ALERTS is idempotent on them.
+is neither lost nor fired twice. The alert events a sample causes are acknowledged by Kafka before
+the state change is written, and faust flushes the changelog before it commits the sample's
+offset (at-least-once); a sample processed twice yields the same events with the same ids, and
+every reader of ALERTS is idempotent on them.
 
 No-data rules need a clock: the leader sends a tick per watched server on an internal topic
 co-partitioned with the metrics topic, and the tick is evaluated in the agent that owns the
@@ -106,9 +107,16 @@ def register_engine(
     )
 
     async def publish(key: bytes, events: list[AlertEvent]) -> None:
-        for event in events:
-            # Buffered: faust flushes the producer before committing the source offset.
-            await alerts_topic.send(key=key, value=event.to_bytes())
+        """Make the events durable, before the state that records them is written.
+
+        Not faust's default "attached" send: attached messages are published at the source
+        offset's commit and silently discarded when the partition is revoked first, while the
+        table's changelog write is not, so a rebalance would lose the event for good. Here an
+        event is acknowledged by Kafka first; a crash before the state write replays the sample
+        and emits the same event (same id) again, which every reader deduplicates."""
+        pending = [await alerts_topic.send(key=key, value=e.to_bytes(), force=True) for e in events]
+        for delivery in pending:
+            await delivery
 
     @app.agent(metrics_topic, name="alerts-evaluate")
     async def evaluate(stream: Any) -> None:
@@ -125,8 +133,8 @@ def register_engine(
             if not specs and not states:
                 continue
             events = evaluate_for_server(specs, states, sample, owner, registry.retired)
-            table[key] = orjson.dumps(states) if states else b""
             await publish(key, events)
+            table[key] = orjson.dumps(states) if states else b""
 
     @app.agent(ticks_topic, name="alerts-ticks")
     async def ticks(stream: Any) -> None:
@@ -148,8 +156,8 @@ def register_engine(
                 if state is not None and spec.is_no_data:
                     events.extend(evaluate_silence(spec, server_id, now, state, owner))
             if events:
-                table[key] = orjson.dumps(states)
                 await publish(key, events)
+                table[key] = orjson.dumps(states)
 
     @app.timer(interval=tick_seconds, on_leader=True, name="alerts-no-data-clock")  # type: ignore[untyped-decorator]
     async def clock() -> None:

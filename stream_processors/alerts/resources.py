@@ -84,6 +84,10 @@ class AlertResources:
             await self._pool.close()
             self._pool = None
 
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
 

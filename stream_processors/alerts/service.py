@@ -49,6 +49,14 @@ def register_alerts(
             await resources.stop()
 
     app.service(AlertResourcesService)
+
+    @app.page("/alerts/rules")
+    async def loaded_rules(web: Any, request: Any) -> Any:
+        """The rules this worker evaluates now (operators, and tests waiting for a change)."""
+        return web.json(
+            {"ready": resources.ready, "rules": sorted(str(spec.rule_id) for spec in registry.specs())}
+        )
+
     register_engine(
         app,
         resources,
@@ -84,6 +92,8 @@ def create_alert_app(
         topic_partitions=common.topic_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
     )
 
     @app.page("/health")

@@ -27,6 +27,11 @@ class AlertSettings(BaseSettings):
     # Backtests refuse to replay more samples than this in one call.
     backtest_max_samples: int = Field(default=500_000, ge=1, le=50_000_000)
     db_pool_max_size: int = Field(default=4, ge=1, le=100)
+    # Consumer group timing of alerting-only and rules-as-code workers: a worker that dies
+    # without leaving the group keeps its partitions (and their alerts) until the session
+    # times out.
+    session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
+    heartbeat_interval_seconds: float = Field(default=3.0, gt=0, le=60)
     # The alerting-only worker (`python -m stream_processors.alerts`) and rules-as-code workers.
     worker_app_id: str = "fleetpulse-alerts"
     worker_web_port: int = Field(default=6067, ge=0, le=65535)

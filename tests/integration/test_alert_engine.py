@@ -23,6 +23,7 @@ from tests.support.alerts import (
     make_rule,
     make_sample,
     new_env,
+    rules_loaded,
     wait_for,
 )
 
@@ -54,6 +55,7 @@ async def test_for_delays_firing_until_the_condition_held_long_enough(env: Alert
         sentinel = Sentinel(bus, dsn, server, OWNER)
         await sentinel.install()
         await bus.rule(rule)
+        await rules_loaded([worker], sentinel, rule)
         # Breaching for 20 s only (t = 0, 10, 20), then back to normal: nothing may fire.
         await bus.samples([make_sample(server, s, cpu) for s, cpu in ((0, 95), (10, 95), (20, 95), (30, 50))])
         await sentinel.mark(35, [worker])
@@ -75,6 +77,7 @@ async def test_hysteresis_stops_flapping_at_the_threshold(env: AlertEnv, worker:
         sentinel = Sentinel(bus, dsn, server, OWNER)
         await sentinel.install()
         await bus.rule(rule)
+        await rules_loaded([worker], sentinel, rule)
         await bus.samples([make_sample(server, i * 10, v) for i, v in enumerate(hovering)])
         await sentinel.mark(len(hovering) * 10, [worker])
     rows = await episodes(dsn, rule.rule_id)
@@ -92,8 +95,7 @@ async def test_no_data_fires_after_n_intervals_and_resolves_when_data_returns(
     )
     async with Bus(env) as bus:
         await bus.rule(rule)
-        # The rule and the samples travel on different topics: a few samples, well within the
-        # 4 s limit, make sure the rule has reached the worker before the agent goes silent.
+        await rules_loaded([worker], rule)
         for i in range(4):
             last_received = datetime.now(UTC)
             await bus.samples([make_sample(server, i, received_at=last_received)])
@@ -123,6 +125,7 @@ async def test_a_rule_changed_or_deleted_on_the_topic_takes_effect_without_a_res
         sentinel = Sentinel(bus, dsn, server, OWNER)
         await sentinel.install()
         await bus.rule(rule)
+        await rules_loaded([worker], sentinel, rule)
         await bus.samples([make_sample(server, 0, 80)])
         await sentinel.mark(5, [worker])
         assert await episodes(dsn, rule.rule_id) == []  # 80 is not above 90
@@ -175,6 +178,7 @@ async def test_backtest_over_stored_data_matches_the_live_engine(env: AlertEnv, 
             sentinel = Sentinel(bus, dsn, server, OWNER)
             await sentinel.install()
             await bus.rule(rule)
+            await rules_loaded([worker], sentinel, rule)
             await bus.samples(samples)
             await sentinel.mark(len(values) * 10, [worker])
         live = await episodes(dsn, rule.rule_id)

@@ -4,6 +4,7 @@ the real topics, waiting on the alerts table."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,13 +67,22 @@ class AlertEnv:
                 "FLEETPULSE_PROCESSORS_ALERTS_NOTIFY_BACKOFF_SECONDS": "0.05",
                 "FLEETPULSE_PROCESSORS_ALERTS_NOTIFY_BACKOFF_MAX_SECONDS": "0.2",
                 "FLEETPULSE_PROCESSORS_ALERTS_OWNERS_TTL_SECONDS": "1",
+                "FLEETPULSE_PROCESSORS_ALERTS_SESSION_TIMEOUT_SECONDS": "6",
+                "FLEETPULSE_PROCESSORS_ALERTS_HEARTBEAT_INTERVAL_SECONDS": "1",
             }
         )
         for name, value in settings.items():
             env[f"FLEETPULSE_PROCESSORS_ALERTS_{name.upper()}"] = str(value)
         target = ["stream_processors.alerts.code", module] if module else ["stream_processors.alerts"]
         worker = Worker(
-            [sys.executable, "-m", *target, "worker", "-l", "warn"],
+            [
+                sys.executable,
+                "-m",
+                *target,
+                "worker",
+                "-l",
+                os.environ.get("FLEETPULSE_TEST_WORKER_LOGLEVEL", "warn"),
+            ],
             env,
             self.tmp / f"{app_id}-{len(self.workers)}.log",
         )
@@ -107,6 +118,25 @@ class Worker:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    @property
+    def web_port(self) -> int:
+        return int(self.env["FLEETPULSE_PROCESSORS_ALERTS_WORKER_WEB_PORT"])
+
+    async def has_rules(
+        self, rule_ids: AbstractSet[uuid.UUID], absent: AbstractSet[uuid.UUID] = frozenset()
+    ) -> bool:
+        """Whether the worker evaluates these rules now (and none of `absent`)."""
+        import httpx
+
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                response = await client.get(f"http://127.0.0.1:{self.web_port}/alerts/rules")
+            body = response.json()
+        except (httpx.HTTPError, ValueError):
+            return False
+        loaded = {uuid.UUID(r) for r in body["rules"]}
+        return bool(body["ready"]) and rule_ids <= loaded and not (absent & loaded)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -254,11 +284,79 @@ class Sentinel:
     async def install(self) -> None:
         await self.bus.rule(self.rule)
 
-    async def mark(self, seconds: float, workers: Sequence[Worker], within: float = 90.0) -> None:
-        await self.bus.samples([make_sample(self.server_id, seconds, memory=60.0)])
+    async def mark(
+        self, seconds: float, workers: Sequence[Worker], within: float = 90.0, cpu: float = 10.0
+    ) -> None:
+        await self.bus.samples([make_sample(self.server_id, seconds, cpu, memory=60.0)])
         started = T0 + timedelta(seconds=seconds)
 
         async def seen() -> bool:
             return any(r["started_at"] == started for r in await episodes(self.dsn, self.rule.rule_id))
 
         await wait_for(f"sentinel at {seconds}s", seen, within=within, workers=workers)
+
+
+async def rules_loaded(workers: Sequence[Worker], *rules: AlertRule | Sentinel) -> None:
+    """Wait until every worker evaluates these rules (rules travel apart from samples)."""
+    ids = {r.rule.rule_id if isinstance(r, Sentinel) else r.rule_id for r in rules}
+    for worker in workers:
+        probe = functools.partial(worker.has_rules, ids)
+        await wait_for(f"rules loaded on {worker.log_path.name}", probe, workers=[worker])
+
+
+async def group_members(bootstrap: str, group: str) -> int:
+    """Members of a consumer group once it is stable (0 while it rebalances or is empty)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (response,) = await admin.describe_consumer_groups([group])
+        group_info = response.groups[0]
+        state, members = group_info[2], group_info[5]
+        return len(members) if state == "Stable" else 0
+    finally:
+        await admin.close()
+
+
+async def add_owner_with_servers(dsn: str, count: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """A user and `count` servers of theirs (owner-wide rules and channels need them)."""
+    owner = uuid.uuid4()
+    servers = [uuid.uuid4() for _ in range(count)]
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        await conn.execute(
+            "INSERT INTO users (id, email, username, password_hash) VALUES (%s, %s, %s, 'x')",
+            (owner, f"{owner.hex}@example.test", owner.hex),
+        )
+        for i, server in enumerate(servers):
+            await conn.execute(
+                "INSERT INTO servers (id, owner_id, name) VALUES (%s, %s, %s)", (server, owner, f"srv-{i}")
+            )
+    return owner, servers
+
+
+async def alert_events(bootstrap: str, topic: str, server_ids: set[uuid.UUID]) -> list[Any]:
+    """Every AlertEvent on the alerts topic so far for these servers (read from the beginning)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from schemas.alerts import ALERT_EVENT
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        cluster = await consumer._client.fetch_all_metadata()
+        tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        found = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            batches = await consumer.getmany(timeout_ms=500)
+            for records in batches.values():
+                for record in records:
+                    event = ALERT_EVENT.validate_json(record.value)
+                    if event.server_id in server_ids:
+                        found.append(event)
+        return found
+    finally:
+        await consumer.stop()
