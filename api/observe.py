@@ -53,7 +53,7 @@ class ObserveMiddleware:
         if resources is None:
             return
         route: BaseRoute | None = scope.get("route")
-        template = getattr(route, "path_format", None) or "<unmatched>"
+        template = _template(scope) if route is not None else "<unmatched>"
         method = scope["method"]
         resources.metrics.requests.labels(method, template, str(status_code)).inc()
         resources.metrics.latency.labels(method, template).observe(elapsed)
@@ -77,6 +77,14 @@ class ObserveMiddleware:
                 )
         except Exception:
             log.exception("audit row lost for %s %s (%s)", method, scope["path"], status_code)
+
+
+def _template(scope: Scope) -> str:
+    """The request's path with each path parameter's segment put back as `{name}` (a bounded
+    label set for the metrics, whatever ids the requests carry)."""
+    values = {str(value): name for name, value in scope.get("path_params", {}).items()}
+    segments = scope["path"].split("/")
+    return "/".join("{" + values[s] + "}" if s in values else s for s in segments)
 
 
 def _uuid(value: object) -> uuid.UUID | None:

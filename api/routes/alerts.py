@@ -158,10 +158,9 @@ async def _delete(resources: Resources, rule_id: uuid.UUID) -> None:
 
 @router.post("/rules", status_code=status.HTTP_201_CREATED)
 async def create_rule(body: RuleIn, request: Request, user: UserDep, resources: ResourcesDep) -> RuleOut:
+    request.state.audit_server_id = body.server_id
     await _check_scope(resources, user, body.server_id)
     rule = _build(uuid.uuid4(), user.id, body)
-    if body.server_id is not None:
-        request.state.audit_server_id = body.server_id
     await _save(resources, rule, new=True)
     return RuleOut(id=rule.rule_id, rule=rule)
 
@@ -197,8 +196,9 @@ async def update_rule(
 
 
 @router.delete("/rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rule(rule_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
-    await _owned_rule(resources.pool, user, rule_id, None)
+async def delete_rule(rule_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep) -> None:
+    old = await _owned_rule(resources.pool, user, rule_id, None)
+    request.state.audit_server_id = old.server_id
     await _delete(resources, rule_id)
 
 
@@ -228,7 +228,10 @@ async def list_thresholds(
 
 
 @router.post("/thresholds", status_code=status.HTTP_201_CREATED)
-async def create_threshold(body: ThresholdIn, user: UserDep, resources: ResourcesDep) -> Threshold:
+async def create_threshold(
+    body: ThresholdIn, request: Request, user: UserDep, resources: ResourcesDep
+) -> Threshold:
+    request.state.audit_server_id = body.server_id
     await _check_scope(resources, user, body.server_id)
     rule = _threshold_rule(uuid.uuid4(), user, body)
     await _save(resources, rule, new=True)
@@ -237,8 +240,9 @@ async def create_threshold(body: ThresholdIn, user: UserDep, resources: Resource
 
 @router.put("/thresholds/{threshold_id}")
 async def update_threshold(
-    threshold_id: uuid.UUID, body: ThresholdIn, user: UserDep, resources: ResourcesDep
+    threshold_id: uuid.UUID, body: ThresholdIn, request: Request, user: UserDep, resources: ResourcesDep
 ) -> Threshold:
+    request.state.audit_server_id = body.server_id
     await _owned_rule(resources.pool, user, threshold_id, "threshold")
     await _check_scope(resources, user, body.server_id)
     rule = _threshold_rule(threshold_id, user, body)
@@ -247,8 +251,11 @@ async def update_threshold(
 
 
 @router.delete("/thresholds/{threshold_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_threshold(threshold_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
-    await _owned_rule(resources.pool, user, threshold_id, "threshold")
+async def delete_threshold(
+    threshold_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep
+) -> None:
+    old = await _owned_rule(resources.pool, user, threshold_id, "threshold")
+    request.state.audit_server_id = old.server_id
     await _delete(resources, threshold_id)
 
 

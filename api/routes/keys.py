@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, status
+from fastapi import APIRouter, Header, Request, status
 
 from schemas import apikeys
 from schemas.canonical import KeyRevocation
@@ -38,9 +38,12 @@ def _expired(expires_at: datetime | None) -> bool:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_key(body: ApiKeyIn, user: UserDep, pool: PoolDep, settings: SettingsDep) -> ApiKeyCreated:
+async def create_key(
+    body: ApiKeyIn, request: Request, user: UserDep, pool: PoolDep, settings: SettingsDep
+) -> ApiKeyCreated:
     """A new key for a server (owners only). The plaintext `key` is in this answer only: the
     database keeps an HMAC of its secret part, never the key."""
+    request.state.audit_server_id = body.server_id
     await require_role(pool, user, body.server_id, "owner")
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
         raise BadRequest("expires_at is in the past")
@@ -94,10 +97,13 @@ async def _owned_key(pool: db.Pool, user: UserDep, key_id: uuid.UUID) -> db.Reco
 
 
 @router.post("/{key_id}/deactivate")
-async def deactivate_key(key_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> ApiKeyOut:
+async def deactivate_key(
+    key_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep
+) -> ApiKeyOut:
     """Deactivate the key and close its agent's socket. Safe to repeat: a repeat announces the
     revocation again (use it if the first answer was a 503)."""
     row = await _owned_key(resources.pool, user, key_id)
+    request.state.audit_server_id = row["server_id"]
     async with db.connection(resources.pool) as conn:
         updated = await db.deactivate_api_key(conn, key_id)
     assert updated is not None
@@ -108,8 +114,9 @@ async def deactivate_key(key_id: uuid.UUID, user: UserDep, resources: ResourcesD
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_key(key_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
+async def delete_key(key_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep) -> None:
     row = await _owned_key(resources.pool, user, key_id)
+    request.state.audit_server_id = row["server_id"]
     async with db.connection(resources.pool) as conn:
         await db.delete_api_key(conn, key_id)
     await resources.producer.revoke_key(
