@@ -10,10 +10,10 @@ from schemas.alerts import ALERT_EVENT
 from schemas.canonical import LOG_RECORD, METRIC_SAMPLE
 from schemas.frontend_wire import AlertFrame, Position, encode
 
-from .frames import RateState, log_frame, metrics_frame
+from .frames import RateState, log_text, metrics_text
 
-# bytes of a message value, the server's rate state (metrics only), the message's position.
-Build = Callable[[bytes, RateState, Position], str]
+# A message's value, the server's rate state (metrics only), the message's partition and offset.
+Build = Callable[[bytes, RateState, int, int], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,15 +24,16 @@ class Channel:
     build: Build
 
 
-def _metrics(value: bytes, rates: RateState, position: Position) -> str:
-    return encode(metrics_frame(METRIC_SAMPLE.validate_json(value), rates, position))
+def _metrics(value: bytes, rates: RateState, partition: int, offset: int) -> str:
+    return metrics_text(METRIC_SAMPLE.validate_json(value), rates, partition, offset)
 
 
-def _log(value: bytes, rates: RateState, position: Position) -> str:
-    return encode(log_frame(LOG_RECORD.validate_json(value), position))
+def _log(value: bytes, rates: RateState, partition: int, offset: int) -> str:
+    return log_text(LOG_RECORD.validate_json(value), partition, offset)
 
 
-def _alert(value: bytes, rates: RateState, position: Position) -> str:
+def _alert(value: bytes, rates: RateState, partition: int, offset: int) -> str:
+    position = Position(partition=partition, offset=offset)
     return encode(AlertFrame(data=ALERT_EVENT.validate_json(value), position=position))
 
 

@@ -19,8 +19,6 @@ from typing import NamedTuple
 
 from pydantic import ValidationError
 
-from schemas.frontend_wire import Position
-
 from .channels import Channel
 from .frames import RateState
 from .outbox import Outbox
@@ -166,9 +164,8 @@ class Hub:
             subs = stream.subscribers.get(key)
             if not subs:
                 continue
-            position = Position(partition=tp.partition, offset=record.offset)
             try:
-                text = stream.channel.build(record.value, stream.rates[key], position)
+                text = stream.channel.build(record.value, stream.rates[key], tp.partition, record.offset)
             except ValidationError as exc:
                 # Ingest only publishes validated payloads; the dead-letter path is the
                 # processors'. A socket skips what it cannot show rather than dying on it.

@@ -24,7 +24,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from api import db as api_db
 from api.settings import ApiSettings
 from schemas import tokens
-from schemas.canonical import LOG_RECORD, METRIC_SAMPLE
 from schemas.frontend_wire import (
     CLIENT_FRAME,
     AuthFrame,
@@ -32,20 +31,12 @@ from schemas.frontend_wire import (
     AuthSuccessFrame,
     CloseCode,
     CoalescedFrame,
-    DiskData,
     ErrorFrame,
     HistoryEndFrame,
     HistoryLostFrame,
-    InterfaceData,
-    LogData,
-    LogFrame,
-    MetricsData,
-    MetricsFrame,
-    NetworkRates,
     PingFrame,
     PongFrame,
     Position,
-    Resolution,
     encode,
 )
 from schemas.topics import server_key
@@ -53,7 +44,7 @@ from schemas.topics import server_key
 from . import db
 from .channels import Channel
 from .errors import LiveError
-from .frames import RateState, log_frame, metrics_frame, network_totals
+from .frames import RateState, history_log_text, history_metrics_text
 from .hub import TP, Record, Subscriber
 from .outbox import Outbox
 from .service import LiveService
@@ -260,19 +251,20 @@ class LiveSession:
                     )
                 )
                 from_offset = resume_at
-        await self._send(
-            encode(HistoryEndFrame(position=Position(partition=tp.partition, offset=from_offset - 1)))
-        )
-        hub = self.service.hub
-        subscription = hub.subscribe(self.channel, tp, key, from_offset, self.outbox, end=end)
-        self._subscribers.append(subscription.subscriber)
         # Alerts are live only: from the alerts partition's current end.
         alerts_tp = await self.service.partition_of(self.service.channels.alerts.topic, key)
         _, alerts_end = await self.service.reader.bounds(alerts_tp)
+        hub = self.service.hub
+        # From here on, live frames wait in the outbox until the catch-up below has been sent.
+        subscription = hub.subscribe(self.channel, tp, key, from_offset, self.outbox, end=end)
+        self._subscribers.append(subscription.subscriber)
         alert_sub = hub.subscribe(
             self.service.channels.alerts, alerts_tp, key, alerts_end, self.outbox, end=alerts_end
         )
         self._subscribers.append(alert_sub.subscriber)
+        # The seam: history (if any) is complete up to here; the stream continues after it.
+        seam = Position(partition=tp.partition, offset=from_offset - 1)
+        await self._send(encode(HistoryEndFrame(position=seam)))
         # The catch-up: the Kafka span before the hub's window, then the window's messages.
         records: list[Record] = []
         if subscription.replay is not None:
@@ -312,20 +304,13 @@ class LiveSession:
                 frame.resolution,
             )
             for row in mh.rows:
-                await self._send(encode(self._history_metrics(row, rates, frame.resolution)))
+                await self._send(history_metrics_text(row, rates, frame.resolution))
             last = mh.last_offset
         else:
             lines = s.log_lines if frame.lines is None else frame.lines
             lh = await db.logs_history(self.pool, self.server_id, tp, lines)
             for lrow in lh.rows:
-                data = LogData(
-                    level=lrow.level,
-                    message=lrow.message,
-                    timestamp=lrow.time,
-                    source=lrow.source,
-                    entry_id=lrow.entry_id,
-                )
-                await self._send(encode(LogFrame(data=data, position=None, history=True)))
+                await self._send(history_log_text(lrow))
             last = lh.last_offset
         if last is None:
             # Nothing of this partition persisted yet: the stream starts at its beginning.
@@ -333,40 +318,11 @@ class LiveSession:
             return first
         return last + 1
 
-    @staticmethod
-    def _history_metrics(row: db.MetricRow, rates: RateState, resolution: Resolution) -> MetricsFrame:
-        if resolution == "raw":
-            interfaces = rates.interfaces(row.time, [InterfaceData(**i.model_dump()) for i in row.interfaces])
-            network = network_totals(interfaces)
-        else:
-            interfaces, network = (), NetworkRates()
-        data = MetricsData(
-            timestamp=row.time,
-            cpu_percent=row.cpu_percent,
-            memory_percent=row.memory_percent,
-            memory_total_bytes=row.memory_total_bytes,
-            memory_used_bytes=row.memory_used_bytes,
-            load1=row.load1,
-            load5=row.load5,
-            load15=row.load15,
-            uptime_seconds=row.uptime_seconds,
-            cpu_cores=row.cpu_cores,
-            disks=tuple(DiskData(**d.model_dump()) for d in row.disks),
-            interfaces=interfaces,
-            network=network,
-            resolution=resolution,
-            samples=row.samples,
-        )
-        return MetricsFrame(data=data, position=None, history=True)
-
     def _build(self, record: Record, tp: TP, rates: RateState) -> str | None:
         if record.value is None:
             return None
-        position = Position(partition=tp.partition, offset=record.offset)
         try:
-            if self.kind == "metrics":
-                return encode(metrics_frame(METRIC_SAMPLE.validate_json(record.value), rates, position))
-            return encode(log_frame(LOG_RECORD.validate_json(record.value), position))
+            return self.channel.build(record.value, rates, tp.partition, record.offset)
         except ValidationError:
             log.warning("undecodable %s message at %s:%d", tp.topic, tp.partition, record.offset)
             return None

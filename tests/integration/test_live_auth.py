@@ -9,15 +9,21 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 import psycopg
 import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from api.live.settings import LiveSettings
+from schemas import tokens
 from schemas.frontend_wire import SERVER_FRAME, CloseCode
 from schemas.settings import CommonSettings
 from tests.support.live_harness import ApiServer, Publisher, add_server, add_user, client, log_record, sample
 
-LIVE = LiveSettings(auth_timeout_seconds=1.0, reauth_ahead_seconds=1.0, max_frame_bytes=4096)
+LIVE = LiveSettings(
+    auth_timeout_seconds=1.0, reauth_ahead_seconds=1.0, max_frame_bytes=4096, max_log_lines=1000
+)
 
 
 @pytest.fixture
@@ -68,44 +74,41 @@ async def test_auth_then_history_then_live_in_the_seed_shapes(
         assert datetime.fromisoformat(line["data"]["timestamp"]).tzinfo is not None
 
 
-@pytest.mark.parametrize(
-    ("case", "code"),
-    [
-        ("garbage token", CloseCode.INVALID_TOKEN),
-        ("foreign token", CloseCode.INVALID_TOKEN),
-        ("refresh token", CloseCode.INVALID_TOKEN),
-        ("expired token", CloseCode.TOKEN_EXPIRED),
-        ("foreign server", CloseCode.NOT_FOUND),
-        ("unknown server", CloseCode.NOT_FOUND),
-        ("malformed server id", CloseCode.NOT_FOUND),
-        ("first frame not auth", CloseCode.BAD_REQUEST),
-        ("not json", CloseCode.BAD_REQUEST),
-        ("no auth frame", CloseCode.AUTH_TIMEOUT),
-        ("frame too large", CloseCode.TOO_LARGE),
-        ("raw window too long", CloseCode.BAD_REQUEST),
-    ],
-)
-async def test_refusals_get_an_error_frame_and_a_documented_close_code(
-    api: ApiServer, db: psycopg.AsyncConnection[Any], case: str, code: CloseCode
-) -> None:
-    from schemas import tokens
+REFUSALS: dict[str, CloseCode] = {
+    "garbage token": CloseCode.INVALID_TOKEN,
+    "foreign token": CloseCode.INVALID_TOKEN,
+    "refresh token": CloseCode.INVALID_TOKEN,
+    "expired token": CloseCode.TOKEN_EXPIRED,
+    "foreign server": CloseCode.NOT_FOUND,
+    "unknown server": CloseCode.NOT_FOUND,
+    "malformed server id": CloseCode.NOT_FOUND,
+    "first frame not auth": CloseCode.BAD_REQUEST,
+    "not json": CloseCode.BAD_REQUEST,
+    "no auth frame": CloseCode.AUTH_TIMEOUT,
+    "frame too large": CloseCode.TOO_LARGE,
+    "raw window too long": CloseCode.BAD_REQUEST,
+    "too many log lines": CloseCode.BAD_REQUEST,
+}
 
-    owner, stranger = await add_user(db), await add_user(db)
-    server = await add_server(db, owner)
+
+async def _refusal(
+    api: ApiServer, owner: uuid.UUID, stranger: uuid.UUID, server: uuid.UUID, case: str
+) -> None:
+    code = REFUSALS[case]
+    kind = "logs" if case == "too many log lines" else "metrics"
     target: uuid.UUID | str = server
     auth: dict[str, Any] | None = {"type": "auth", "token": api.token(owner)}
     raw: str | None = None
+    secret = api.settings.common.jwt_secret.get_secret_value()
     if case == "garbage token":
         auth = {"type": "auth", "token": "not.a.jwt"}
     elif case == "foreign token":
         forged, _ = tokens.encode(
-            "another-secret-of-sufficient-length-000000", owner, "access", timedelta(minutes=5)
+            "another-secret-of-sufficient-length-0000", owner, "access", timedelta(minutes=5)
         )
         auth = {"type": "auth", "token": forged}
     elif case == "refresh token":
-        secret = api.settings.common.jwt_secret.get_secret_value()
-        refresh, _ = tokens.encode(secret, owner, "refresh", timedelta(minutes=5))
-        auth = {"type": "auth", "token": refresh}
+        auth = {"type": "auth", "token": tokens.encode(secret, owner, "refresh", timedelta(minutes=5))[0]}
     elif case == "expired token":
         auth = {"type": "auth", "token": api.token(owner, now=datetime.now(UTC) - timedelta(hours=1))}
     elif case == "foreign server":
@@ -124,29 +127,36 @@ async def test_refusals_get_an_error_frame_and_a_documented_close_code(
         raw = "x" * 5000
     elif case == "raw window too long":
         auth = {"type": "auth", "token": api.token(owner), "window_seconds": 7 * 3600, "resolution": "raw"}
-    from websockets.asyncio.client import connect
-
-    async with connect(api.url("metrics", target), open_timeout=30) as ws:
+    elif case == "too many log lines":
+        auth = {"type": "auth", "token": api.token(owner), "lines": LIVE.max_log_lines + 1}
+    frames: list[dict[str, Any]] = []
+    async with connect(api.url(kind, target), open_timeout=30, ping_interval=None) as ws:
         if raw is not None:
             await ws.send(raw)
         elif auth is not None:
-            import orjson
-
             await ws.send(orjson.dumps(auth).decode())
-        frames = []
-        from websockets.exceptions import ConnectionClosed
-
         with pytest.raises(ConnectionClosed) as closed:
             async with asyncio.timeout(30):
                 while True:
-                    import orjson
-
                     frames.append(orjson.loads(await ws.recv()))
-    assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == code, case
     errors = [f for f in frames if f["type"] == "error"]
-    assert errors and errors[-1]["code"] == code and errors[-1]["message"]
-    assert not any(f["type"] in ("metrics", "auth_success") for f in frames)
-    assert CloseCode(code).may_reconnect == (code < 4100)
+    assert errors and errors[-1]["code"] == code and errors[-1]["message"], case
+    assert not any(f["type"] in ("metrics", "log", "auth_success") for f in frames), case
+
+
+async def test_refusals_get_an_error_frame_and_a_documented_close_code(
+    api: ApiServer, db: psycopg.AsyncConnection[Any]
+) -> None:
+    owner, stranger = await add_user(db), await add_user(db)
+    server = await add_server(db, owner)
+    # Concurrently, on one API process: a refusal never disturbs another socket.
+    await asyncio.gather(*(_refusal(api, owner, stranger, server, case) for case in REFUSALS))
+    assert sum(api.live.closes.values()) == len(REFUSALS)
+    assert {c for c in REFUSALS.values() if c.may_reconnect} == {
+        CloseCode.TOKEN_EXPIRED,
+        CloseCode.AUTH_TIMEOUT,
+    }
 
 
 async def test_an_expiring_token_is_asked_for_again_and_the_socket_closes_without_one(

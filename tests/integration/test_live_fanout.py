@@ -94,7 +94,7 @@ async def test_a_logs_client_that_never_reads_is_closed_and_delays_nobody(
     server = await add_server(db, owner)
     token = api.token(owner)
     hub = api.live.hub
-    lines = 3000
+    lines = 1500
     async with (
         Publisher(kafka_bootstrap, topic_prefix) as pub,
         client(api.url("logs", server), {"type": "auth", "token": token}) as reader,
@@ -103,11 +103,11 @@ async def test_a_logs_client_that_never_reads_is_closed_and_delays_nobody(
         await reader.until(lambda f: f["type"] == "history_end")
         # Both sockets subscribed (each: its logs and its alerts).
         await _wait_for(lambda: hub.subscriber_count() >= 4)
-        # 3000 lines of 3 KB: far more than the stalled socket's buffers and its 20-frame queue.
+        # 1500 lines of 6 KB: far more than the stalled socket's buffers and its 20-frame queue.
         # Published in steps the reading client keeps up with (its own queue is 20 frames too).
-        for n in range(0, lines, STEP):
-            await pub.many([log_record(server, k, pad=3000) for k in range(n, n + STEP)])
-            await reader.until(_number_is(n + STEP - 1))
+        for n in range(0, lines, 2 * STEP):
+            await pub.many([log_record(server, k, pad=6000) for k in range(n, n + 2 * STEP)])
+            await reader.until(_number_is(n + 2 * STEP - 1))
         assert _numbers(reader.frames) == list(range(lines))
         # The stalled socket was closed as a slow consumer and unsubscribed.
         await _wait_for(lambda: api.live.closes[CloseCode.SLOW_CONSUMER] >= 1)
@@ -122,7 +122,7 @@ async def test_a_metrics_client_that_never_reads_is_coalesced_to_the_latest(
     owner = await add_user(db)
     server = await add_server(db, owner)
     token = api.token(owner)
-    count = 1500
+    count = 1000
     async with (
         Publisher(kafka_bootstrap, topic_prefix) as pub,
         client(api.url("metrics", server), {"type": "auth", "token": token}) as reader,
@@ -131,7 +131,7 @@ async def test_a_metrics_client_that_never_reads_is_coalesced_to_the_latest(
         await reader.until(lambda f: f["type"] == "history_end")
         await _wait_for(lambda: api.live.hub.subscriber_count() >= 4)
         for n in range(0, count, STEP):
-            await pub.many([sample(server, k, disks=40) for k in range(n, n + STEP)])
+            await pub.many([sample(server, k, disks=80) for k in range(n, n + STEP)])
             await reader.until(_number_is(n + STEP - 1))
         assert _numbers(reader.frames) == list(range(count))
         # Now the stalled client reads: it is still open, told how much was coalesced, and its

@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from api import db as api_db
+from api.app import create_app
 from api.live.routes import LIVE_KEY
 from api.live.routes import router as live_router
 from api.live.service import LiveService
@@ -76,11 +77,13 @@ def live_only_app(settings: ApiSettings) -> FastAPI:
 
 
 class ApiServer:
-    """The API's live sockets served on a free port of this process."""
+    """The API (`api.app.create_app`, or only its live part) served on a free port of this process."""
 
-    def __init__(self, common: CommonSettings, live: LiveSettings, **api: Any) -> None:
+    def __init__(
+        self, common: CommonSettings, live: LiveSettings, *, full_app: bool = True, **api: Any
+    ) -> None:
         self.settings = ApiSettings(common=common, live=live, **api)
-        self.app = live_only_app(self.settings)
+        self.app = create_app(self.settings) if full_app else live_only_app(self.settings)
         config = uvicorn.Config(
             self.app,
             host="127.0.0.1",
@@ -88,6 +91,7 @@ class ApiServer:
             ws="websockets-sansio",
             ws_max_size=1 << 20,
             ws_ping_interval=20.0,
+            ws_ping_timeout=120.0,
             lifespan="on",
             log_level="warning",
             backlog=4096,
@@ -373,7 +377,10 @@ class Client:
         self._connect_kw = connect_kw
 
     async def __aenter__(self) -> Client:
-        self.ws = await connect(self.url, open_timeout=30, max_size=1 << 22, **self._connect_kw)
+        # No client keepalive: on a busy test machine a late pong would close sockets the test
+        # is counting (the server keeps its own ping).
+        kw = {"ping_interval": None, **self._connect_kw}
+        self.ws = await connect(self.url, open_timeout=60, max_size=1 << 22, **kw)
         await self.ws.send(orjson.dumps(self.auth).decode())
         return self
 
