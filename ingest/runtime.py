@@ -98,8 +98,8 @@ class Runtime:
     # ---- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.db.start()
         try:
+            await self.db.start()
             await self.producer.start()
             await self._start_consumer()
         except BaseException:
@@ -202,6 +202,8 @@ class Runtime:
             for topic in (names.commands, names.key_revocations):
                 ids = await self.producer.partitions_for(topic)
                 partitions.extend(TopicPartition(topic, p) for p in sorted(ids))
+            for topic in (names.metrics, names.logs, names.command_results, names.agent_events):
+                await self.producer.partitions_for(topic)  # fails fast if a topic is missing
             consumer.assign(partitions)
             # From the end: a command published before this process started was for a socket
             # some other (or an earlier) process held. Resolve the positions now, so anything

@@ -108,6 +108,10 @@ class AgentSession:
         self._active: dict[uuid.UUID, _Active] = {}
         self._expiries: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._ended = False
+        self._last_frame = asyncio.get_running_loop().time()
+        frames = runtime.metrics.frames
+        self._count_metrics = frames.labels("metrics")
+        self._count_legacy = frames.labels("legacy_metrics")
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -120,11 +124,14 @@ class AgentSession:
         """Serve the socket until it ends; returns why it ended (closing it if still open)."""
         receiver = asyncio.create_task(self._receive(), name=f"ingest-recv-{self.connection_id}")
         sender = asyncio.create_task(self._send(), name=f"ingest-send-{self.connection_id}")
+        idle = asyncio.create_task(self._watch_idle(), name=f"ingest-idle-{self.connection_id}")
         try:
-            waiters: set[asyncio.Future[Any]] = {receiver, sender, self._kicked}
+            waiters: set[asyncio.Future[Any]] = {receiver, sender, idle, self._kicked}
             done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             if self._kicked in done:
                 outcome = self._kicked.result()
+            elif idle in done:
+                outcome = idle.result()
             elif receiver in done:
                 outcome = receiver.result()
                 if outcome.flush and outcome.code != 1000:
@@ -136,9 +143,9 @@ class AgentSession:
         except (WebSocketDisconnect, OSError, RuntimeError) as exc:
             outcome = CloseReason(1006, f"connection lost: {type(exc).__name__}", flush=False)
         finally:
-            for task in (receiver, sender):
+            for task in (receiver, sender, idle):
                 task.cancel()
-            for task in (receiver, sender):
+            for task in (receiver, sender, idle):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         if outcome.code not in (1000, 1005, 1006):
@@ -158,13 +165,10 @@ class AgentSession:
     async def _receive(self) -> CloseReason:
         settings = self.settings
         metrics = self.runtime.metrics
+        loop = asyncio.get_running_loop()
         while True:
-            try:
-                async with asyncio.timeout(settings.idle_timeout):
-                    message = await self.websocket.receive()
-            except TimeoutError:
-                metrics.refusals.labels("idle").inc()
-                return CloseReason(1001, "idle: no frame received in time", flush=False)
+            message = await self.websocket.receive()
+            self._last_frame = loop.time()
             if message["type"] == "websocket.disconnect":
                 peer_code = int(message.get("code") or 1005)
                 if peer_code == wire.CLOSE_TOO_BIG:
@@ -189,6 +193,18 @@ class AgentSession:
             closing = await self._handle(frame)
             if closing:
                 return closing
+
+    async def _watch_idle(self) -> CloseReason:
+        """Ends the session when no frame came for `idle_timeout` (one timer per socket, not one
+        timeout per frame: cheaper on the hot path)."""
+        loop = asyncio.get_running_loop()
+        idle = self.settings.idle_timeout
+        while True:
+            remaining = self._last_frame + idle - loop.time()
+            if remaining <= 0:
+                self.runtime.metrics.refusals.labels("idle").inc()
+                return CloseReason(1001, "idle: no frame received in time", flush=False)
+            await asyncio.sleep(remaining)
 
     async def _invalid_frame(
         self, code: wire.ErrorCode, detail: str, message: str = wire.INVALID_FORMAT, seq: int | None = None
@@ -225,7 +241,7 @@ class AgentSession:
                 sample = frame.to_canonical(self.server_id, now, self.settings.max_processes)
             except ValidationError as exc:
                 return await self._invalid_frame("validation", classify(exc)[1])
-            metrics.frames.labels("legacy_metrics" if dialect == "legacy" else "metrics").inc()
+            (self._count_legacy if dialect == "legacy" else self._count_metrics).inc()
             if self.dialect == "unknown":
                 self.dialect = dialect
                 self._pump()  # commands held until the dialect was known

@@ -198,3 +198,19 @@ def test_failed_auth_limiter_blocks_then_forgets() -> None:
         for _ in range(3):
             limiter.failed(address)
     assert not limiter.blocked("x") and limiter.blocked("y") and limiter.blocked("z")
+
+
+async def test_the_cached_partition_is_kafkas_default_partition() -> None:
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from ingest.producer import Producer
+
+    producer = Producer("127.0.0.1:1", linger_ms=0, request_timeout_ms=1000, metrics=IngestMetrics())
+    producer._partition_counts["t"] = 12
+    partitions = list(range(12))
+    for n in range(200):
+        key = str(uuid.UUID(int=n * 7919)).encode()
+        assert producer._partition("t", key) == DefaultPartitioner()(key, partitions, partitions)
+    assert producer._partition("unknown-topic", b"k") is None
+    await producer.stop()
+    await producer.stop()  # a double stop is safe
