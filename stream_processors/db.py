@@ -422,6 +422,8 @@ async def _recompute_rollups(conn: Conn, horizon: datetime) -> None:
            WHERE t >= %s""",
         (horizon,),
     )
+    # Statistics for the temporary table, so the planner joins it by index, bucket by bucket.
+    await conn.execute("ANALYZE rollup_affected")
     for table, bucket_sql in (
         ("metric_rollups_1m", "a.bucket"),
         ("metric_rollups_1h", "time_bucket(INTERVAL '1 hour', a.bucket)"),
