@@ -1,0 +1,116 @@
+"""Unit tests of the API's pure parts: rate limiter, resolution choice, command allowlist,
+refusal of placeholder secrets in production, route templates for metrics."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from api.errors import TooManyRequests, Unprocessable
+from api.observe import _template
+from api.ratelimit import RateLimiter
+from api.routes.commands import allowed_by
+from api.routes.history import choose_resolution
+from api.settings import ApiSettings
+from schemas.settings import CommonSettings, Environment
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rate_limiter_window_retry_after_and_reset() -> None:
+    clock = Clock()
+    limiter = RateLimiter(3, 60.0, clock=clock)
+    for _ in range(3):
+        limiter.hit("a", "tries")
+    with pytest.raises(TooManyRequests) as refused:
+        limiter.hit("a", "tries")
+    assert refused.value.headers == {"Retry-After": "60"}
+    limiter.hit("b", "tries")  # keys are independent
+    clock.now += 30
+    with pytest.raises(TooManyRequests) as later:
+        limiter.hit("a", "tries")
+    assert later.value.headers == {"Retry-After": "30"}
+    clock.now += 30.001  # the first hits left the window
+    limiter.hit("a", "tries")
+    limiter.reset("a")
+    for _ in range(3):
+        limiter.hit("a", "tries")
+
+
+def test_rate_limiter_prunes_idle_keys() -> None:
+    clock = Clock()
+    limiter = RateLimiter(1, 10.0, clock=clock)
+    for n in range(100):
+        limiter.hit(n, "tries")
+    clock.now += 11
+    limiter.hit("fresh", "tries")
+    assert list(limiter._hits) == ["fresh"]
+
+
+def _settings(tmp_path: Path, **overrides: object) -> ApiSettings:
+    return ApiSettings(common=CommonSettings(env=Environment.TEST, state_dir=tmp_path), **overrides)  # type: ignore[arg-type]
+
+
+def test_resolution_choice(tmp_path: Path) -> None:
+    settings = _settings(tmp_path, history_max_points=1000)
+    end = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def choose(span: timedelta, asked: str = "auto") -> str:
+        return choose_resolution(settings, end - span, end, asked)  # type: ignore[arg-type]
+
+    assert choose(timedelta(hours=6)) == "raw"
+    assert choose(timedelta(hours=6, seconds=1)) == "1m"
+    assert choose(timedelta(minutes=1000)) == "1m"
+    assert choose(timedelta(minutes=1001)) == "1h"  # 1001 minutes > 1000 points
+    assert choose(timedelta(days=41)) == "1h"
+    for span, asked in ((timedelta(days=42), "auto"), (timedelta(days=1), "raw"), (timedelta(days=1), "1m")):
+        with pytest.raises(Unprocessable):
+            choose(span, asked)
+    with pytest.raises(Unprocessable):
+        choose(timedelta(0))
+
+
+def test_allowlist_needs_a_full_match() -> None:
+    assert allowed_by([], "anything at all")
+    patterns = ["uptime", r"systemctl status [a-z-]+", "(broken"]
+    assert allowed_by(patterns, "uptime")
+    assert allowed_by(patterns, "systemctl status nginx")
+    assert not allowed_by(patterns, "uptime; rm -rf /")
+    assert not allowed_by(patterns, "systemctl status nginx && reboot")
+    assert not allowed_by(patterns, "(broken")  # an invalid pattern allows nothing
+
+
+def test_production_refuses_placeholder_secrets(tmp_path: Path) -> None:
+    # The validator's SettingsError reaches the caller inside pydantic's ValidationError.
+    with pytest.raises(ValidationError, match=r"FLEETPULSE_JWT_SECRET"):
+        CommonSettings(
+            env=Environment.PRODUCTION,
+            state_dir=tmp_path,
+            jwt_secret=SecretStr("changeme"),
+            key_pepper=SecretStr("x" * 40),
+        )
+    with pytest.raises(ValidationError, match=r"FLEETPULSE_JWT_SECRET"):
+        CommonSettings(env=Environment.PRODUCTION, state_dir=tmp_path, key_pepper=SecretStr("p" * 40))
+    # Development generates one and keeps it across restarts.
+    first = CommonSettings(env=Environment.DEVELOPMENT, state_dir=tmp_path)
+    again = CommonSettings(env=Environment.DEVELOPMENT, state_dir=tmp_path)
+    assert len(first.jwt_secret.get_secret_value()) >= 32
+    assert first.jwt_secret.get_secret_value() == again.jwt_secret.get_secret_value()
+
+
+def test_route_template_for_metrics() -> None:
+    scope = {
+        "path": "/api/v1/servers/0d6e/shares/77ab",
+        "path_params": {"server_id": "0d6e", "user_id": "77ab"},
+    }
+    assert _template(scope) == "/api/v1/servers/{server_id}/shares/{user_id}"
+    assert _template({"path": "/health", "path_params": {}}) == "/health"
