@@ -14,7 +14,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -229,7 +229,7 @@ class Publisher:
         )
         return md.partition, md.offset
 
-    async def many(self, items: list[MetricSample | LogRecord]) -> list[tuple[int, int]]:
+    async def many(self, items: Sequence[MetricSample | LogRecord]) -> list[tuple[int, int]]:
         """Publish without waiting for each acknowledgement (order per key is kept)."""
         futures = []
         for item in items:
