@@ -267,3 +267,48 @@ def test_log_batches_stay_under_the_frame_limit() -> None:
     assert sum(len(f.entries) for f in frames) == 100
     assert all(len(f.to_bytes()) < MAX_LOG_BATCH_BYTES * 1.1 for f in frames)
     assert len(frames) > 1
+
+
+async def test_never_more_than_max_in_flight_unacknowledged() -> None:
+    outstanding: list[int] = []
+    overflow: list[object] = []
+    peak = 0
+
+    async def handler(ws: ServerConnection) -> None:
+        nonlocal peak
+        await ws.recv()
+        await ws.send(AuthSuccessFrame(server_id=SERVER_ID).to_bytes().decode())
+        async for raw in ws:
+            frame = AGENT_FRAME.validate_json(raw)
+            if isinstance(frame, SeedMetricsFrame) and frame.seq is not None:
+                outstanding.append(frame.seq)
+                peak = max(peak, len(outstanding))
+                if len(outstanding) == 3:
+                    # A slow server: with 3 unacknowledged, the agent must send nothing more.
+                    try:
+                        early = await asyncio.wait_for(ws.recv(), 0.3)
+                    except TimeoutError:
+                        pass
+                    else:
+                        overflow.append(early)
+                        return
+                    for seq in outstanding:
+                        await ws.send(AckFrame(seq=seq).to_bytes().decode())
+                    outstanding.clear()
+
+    spool = MemorySpool(100)
+    for i in range(12):
+        await spool_metrics(
+            spool, AgentConnection(config("ws://unused"), spool), sample(T0 + timedelta(seconds=i))
+        )
+    server: Server = await serve(handler, "127.0.0.1", 0)
+    port = next(iter(server.sockets)).getsockname()[1]
+    try:
+        conn = AgentConnection(config(f"ws://127.0.0.1:{port}", replay_rate=1000, max_in_flight=3), spool)
+        async with running(conn):
+            await until(lambda: conn.stats.acked == 12, "12 acks")
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert peak == 3 and overflow == []
+    assert await spool.size() == 0
