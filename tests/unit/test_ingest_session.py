@@ -214,3 +214,33 @@ async def test_the_cached_partition_is_kafkas_default_partition() -> None:
     assert producer._partition("unknown-topic", b"k") is None
     await producer.stop()
     await producer.stop()  # a double stop is safe
+
+
+async def test_commands_wait_for_the_dialect_and_the_queue_is_bounded() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from schemas.canonical import CommandRequest
+
+    session, socket, _ = make_session(FakeProducer(), command_queue=2)
+    runtime = cast(Any, session.runtime)
+    now = datetime.now(UTC)
+    requests = [
+        CommandRequest(
+            command_id=uuid.uuid4(),
+            server_id=SERVER,
+            action="shell",
+            command=f"echo {n}",
+            requested_at=now,
+            deadline=now + timedelta(seconds=30),
+        )
+        for n in range(3)
+    ]
+    for request in requests:
+        session.deliver(request)
+    # The dialect is unknown: two are held, the third is over the bound and answered as failed.
+    assert [(r.command_id, e) for r, e in runtime.failed] == [
+        (requests[2].command_id, "too many commands waiting for this agent")
+    ]
+    assert socket.sent == []
+    left = session.end("test over")
+    assert [r.command_id for r in left] == [r.command_id for r in requests[:2]]
