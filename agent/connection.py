@@ -50,7 +50,7 @@ from schemas.agent_wire import (
 )
 
 from .commands import CommandPolicy, DockerActions, run_command
-from .errors import AuthRejected, ConnectionLost, Superseded
+from .errors import AuthRejected, ConfigError, ConnectionLost, Superseded
 from .pacing import Backoff, TokenBucket
 from .spool import Spool
 
@@ -169,7 +169,7 @@ class AgentConnection:
                 ssl=cfg.ssl_context if cfg.url.startswith("wss:") else None,
             )
         except InvalidURI as exc:
-            raise AuthRejected(f"invalid server URL: {exc}") from exc
+            raise ConfigError(f"invalid server URL: {exc}") from exc
         try:
             server_id = await self._authenticate(ws)
             self.stats.connects += 1
