@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import ssl
 import time
@@ -146,6 +147,11 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
     )
     if not settings.commands_enabled:
         log.info("remote commands are disabled (commands_enabled = false)")
+    elif hasattr(os, "geteuid") and os.geteuid() == 0:
+        log.warning(
+            "remote commands are enabled and this agent runs as root: they would run as root too; "
+            "run the agent as an unprivileged user (docs/agent-install.md)"
+        )
     tasks: list[asyncio.Task[None]] = []
     try:
         # A fleet restarted at once does not connect at once.
