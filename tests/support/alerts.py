@@ -287,7 +287,13 @@ class Sentinel:
     async def mark(
         self, seconds: float, workers: Sequence[Worker], within: float = 90.0, cpu: float = 10.0
     ) -> None:
-        await self.bus.samples([make_sample(self.server_id, seconds, cpu, memory=60.0)])
+        # A normal sample just before ends the previous mark's episode, so this one starts anew.
+        await self.bus.samples(
+            [
+                make_sample(self.server_id, seconds - 0.5, cpu, memory=10.0),
+                make_sample(self.server_id, seconds, cpu, memory=60.0),
+            ]
+        )
         started = T0 + timedelta(seconds=seconds)
 
         async def seen() -> bool:
