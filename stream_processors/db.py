@@ -335,8 +335,9 @@ async def _write_metrics(
 # the time between them; a counter that went down (a reboot, a wrap) is a reset: no rate.
 _ROLLUP_1M_SQL = """
 INSERT INTO metric_rollups_1m (server_id, metric, label, bucket, avg, min, max, last, count)
-SELECT v.server_id, v.metric, v.label, v.bucket, avg(v.value), min(v.value), max(v.value),
-       last(v.value, v.time), count(*)
+SELECT v.server_id, v.metric, v.label, v.bucket,
+       -- summed in time order: the same rows always give the same bits, whatever the plan
+       avg(v.value ORDER BY v.time), min(v.value), max(v.value), last(v.value, v.time), count(*)
 FROM (
     SELECT m.server_id, a.bucket, m.time, x.metric, ''::text AS label, x.value
     FROM rollup_affected a
@@ -387,7 +388,8 @@ SET avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.
 _ROLLUP_1H_SQL = """
 INSERT INTO metric_rollups_1h (server_id, metric, label, bucket, avg, min, max, last, count)
 SELECT r.server_id, r.metric, r.label, h.hour,
-       sum(r.avg * r.count) / sum(r.count), min(r.min), max(r.max), last(r.last, r.bucket),
+       sum(r.avg * r.count ORDER BY r.bucket) / sum(r.count), min(r.min), max(r.max),
+       last(r.last, r.bucket),
        sum(r.count)
 FROM (SELECT DISTINCT server_id, time_bucket(INTERVAL '1 hour', bucket) AS hour FROM rollup_affected) h
 JOIN metric_rollups_1m r ON r.server_id = h.server_id AND r.bucket >= h.hour
