@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from .alerts.service import register_alerts
 from .db import Database
 from .persist import PersistenceService
 from .retention import RetentionService
@@ -50,6 +51,7 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
     )
     services = install_services(app, settings)
+    register_alerts(app, common, settings.alerts)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -12,11 +12,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import CommonSettings
 
+from .alerts.settings import AlertSettings
+
 
 class ProcessorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_PROCESSORS_", extra="ignore")
 
     common: CommonSettings = Field(default_factory=CommonSettings)
+    # The alert engine and notifier (their own prefix: FLEETPULSE_PROCESSORS_ALERTS_).
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     app_id: str = "fleetpulse-processors"
     web_port: int = 6066  # faust's own web server: health at /health
 
