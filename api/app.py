@@ -76,9 +76,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
             )
             stack.push_async_callback(_cancel, sweeper)
             # The live sockets' Kafka reader and hub; closed before the pool.
-            app.state.resources.extras[LIVE_KEY] = await stack.enter_async_context(
+            live = await stack.enter_async_context(
                 LiveService(settings.live, settings.common.kafka_bootstrap, settings.common.topic_prefix)
             )
+            app.state.resources.extras[LIVE_KEY] = live
+            # One subscription per open live socket (each socket follows one server's stream).
+            metrics.sockets.set_function(lambda: live.hub.subscriber_count())
             yield
 
     app = FastAPI(

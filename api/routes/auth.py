@@ -69,21 +69,26 @@ async def _issue(
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-async def register(body: RegisterIn, pool: PoolDep, settings: SettingsDep) -> Token:
+async def register(body: RegisterIn, request: Request, pool: PoolDep, settings: SettingsDep) -> Token:
     password_hash = await hash_password(body.password)
+    user_id = uuid.uuid4()
+    request.state.audit_detail = {"email": body.email}
     try:
         async with db.transaction(pool) as conn:
             user = await db.insert_user(
-                conn, uuid.uuid4(), str(body.email), body.username, body.full_name, password_hash
+                conn, user_id, body.email, body.username, body.full_name, password_hash
             )
-            return await _issue(conn, settings, user)
+            token = await _issue(conn, settings, user)
     except db.DuplicateError as exc:
         raise Conflict("a user with this email or username already exists") from exc
+    request.state.user_id = user_id
+    return token
 
 
 async def _login(request: Request, resources: ResourcesDep, email: str, password: str) -> Token:
     client = request.client.host if request.client else "?"
     limit_key = (email.lower(), client)
+    request.state.audit_detail = {"email": email[:320]}  # the account tried, success or not
     # Counted before the password is checked, so a guesser learns nothing past the limit; a
     # successful login clears the count.
     resources.login_limiter.hit(limit_key, "login attempts")

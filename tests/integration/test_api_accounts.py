@@ -95,16 +95,17 @@ async def test_account_flow_with_refresh_rotation_and_reuse_detection(
     # Audit rows for the state changes (the failed login included), with who and the result.
     rows = await (
         await db.execute(
-            "SELECT action, status, user_id FROM audit_log WHERE path LIKE '/api/v1/auth/%%' "
-            "AND (user_id = %s OR user_id IS NULL) ORDER BY id",
-            (user.id,),
+            "SELECT action, status, user_id FROM audit_log "
+            "WHERE path LIKE '/api/v1/auth/%%' AND (user_id = %s OR detail->>'email' = %s) ORDER BY id",
+            (user.id, user.email),
         )
     ).fetchall()
     actions = [(r[0], r[1]) for r in rows]
-    assert ("register", 201) in actions
-    assert ("login", 401) in actions
+    assert actions[0] == ("register", 201)
+    assert ("login", 401) in actions and ("login", 200) in actions and ("login_json", 200) in actions
     assert ("logout", 204) in actions and ("change_password", 204) in actions
-    assert all(r[2] == user.id for r in rows if r[0] in ("logout", "change_password"))
+    assert all(r[2] == user.id for r in rows if r[1] < 300)
+    assert all(r[2] is None for r in rows if r[0] == "login" and r[1] == 401)  # nobody proved who they are
 
 
 async def test_register_validation_and_duplicates(client: httpx.AsyncClient) -> None:
