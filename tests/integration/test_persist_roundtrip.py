@@ -187,12 +187,13 @@ async def test_a_silent_server_becomes_stale(env: PersistEnv) -> None:
 
     dsn = env.common.database_url
     _, server = await add_server(dsn)
+    async with running(env.settings(stale_after_seconds=3600)):
+        await produce(env, [event(server, "connected", uuid.uuid4())])
+        await wait_until(lambda: _status_is(dsn, server, "online"), what="online")
+    # The sweep, with a silence limit the server has now exceeded.
     settings = env.settings(
         stale_after_seconds=1.0, stale_check_interval_seconds=0.2, retention_interval_seconds=3600
     )
-    async with running(settings):
-        await produce(env, [event(server, "connected", uuid.uuid4())])
-        await wait_until(lambda: _status_is(dsn, server, "online"), what="online")
     database = Database(settings)
     await database.start()
     sweeper = RetentionService(settings, database)
