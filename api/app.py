@@ -98,6 +98,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(db.InvalidData)
+    async def invalid_data(request: Request, exc: db.InvalidData) -> JSONResponse:
+        return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
+
     @app.exception_handler(db.DatabaseUnavailable)
     async def database_unavailable(request: Request, exc: db.DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)

@@ -35,6 +35,11 @@ class DuplicateError(DatabaseError):
     """A unique constraint refused the row (SQLSTATE 23505)."""
 
 
+class InvalidData(DatabaseError):
+    """The database refused a value (SQLSTATE class 22: a NUL character in text, a number out
+    of its column's range, ...): the client's input, not our fault."""
+
+
 class DatabaseUnavailable(DatabaseError):
     """The database could not be reached or the connection broke."""
 
@@ -82,6 +87,8 @@ async def connection(pool: Pool) -> AsyncIterator[Conn]:
             yield conn
     except asyncpg.UniqueViolationError as exc:
         raise DuplicateError(exc.detail or str(exc)) from exc
+    except asyncpg.DataError as exc:
+        raise InvalidData(str(exc)) from exc
     except (OSError, asyncpg.ConnectionDoesNotExistError, asyncpg.CannotConnectNowError) as exc:
         raise DatabaseUnavailable(str(exc)) from exc
     except asyncpg.InterfaceError as exc:

@@ -74,7 +74,10 @@ async def get_server(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> Serv
 async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep) -> ServerOut:
     await require_role(pool, user, server_id, "owner")
     async with db.connection(pool) as conn:
-        await db.update_server(conn, server_id, body.model_dump(exclude_unset=True))
+        changes = body.model_dump(exclude_unset=True)
+        # null clears host and port; name and metadata cannot be cleared, so null leaves them.
+        changes = {k: v for k, v in changes.items() if v is not None or k in ("host", "port")}
+        await db.update_server(conn, server_id, changes)
     return server_out(await _server(pool, user.id, server_id))
 
 

@@ -63,6 +63,14 @@ async def test_servers_crud_and_sharing(common_settings: CommonSettings, db: psy
         )
         assert updated.status_code == 200 and updated.json()["name"] == "db-primary"
         assert updated.json()["host"] == "10.0.0.5"  # fields not sent are kept
+        nulls = await client.put(
+            f"/api/v1/servers/{sid}",
+            json={"name": None, "metadata": None, "port": None},
+            headers=owner.headers,
+        )
+        assert (
+            nulls.status_code == 200 and nulls.json()["name"] == "db-primary" and nulls.json()["port"] is None
+        )
         assert (
             await client.post("/api/v1/servers", json={"name": ""}, headers=owner.headers)
         ).status_code == 422
@@ -313,3 +321,12 @@ async def test_operations_endpoints(common_settings: CommonSettings) -> None:
         assert 'fleetpulse_api_consumer_lag{consumer="command_results"}' in text
         docs = await client.get("/docs")
         assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+async def test_values_the_database_refuses_are_422(common_settings: CommonSettings) -> None:
+    async with running_api(api_settings(common_settings)) as (_, client):
+        owner = await register(client)
+        for body in ({"name": "nul\x00byte"}, {"name": "ok", "metadata": {"k": "nul\x00"}}):
+            r = await client.post("/api/v1/servers", json=body, headers=owner.headers)
+            assert r.status_code == 422, (body, r.status_code, r.text)
+        assert (await client.get("/api/v1/servers", headers=owner.headers)).json() == []
