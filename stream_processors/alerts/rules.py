@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,24 +24,33 @@ from .evaluation import RuleSpec, spec_from_rule
 
 log = logging.getLogger(__name__)
 
-Applies = Callable[[uuid.UUID, uuid.UUID | None], bool]
-
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
     spec: RuleSpec
-    applies: Applies
-    no_data_server: uuid.UUID | None  # for no-data rules: their one server, if they have one
-    no_data_owner: uuid.UUID | None  # ... or the owner whose servers they all watch
+    server_id: uuid.UUID | None  # a rule of one server
+    owner_id: uuid.UUID | None  # ... or of every server of this owner (None for code rules)
+
+    @property
+    def scope(self) -> tuple[str, uuid.UUID | None]:
+        if self.server_id is not None:
+            return ("server", self.server_id)
+        if self.owner_id is not None:
+            return ("owner", self.owner_id)
+        return ("all", None)
 
 
 class RuleRegistry:
-    """The current rules, plus the last version of removed ones (to resolve their episodes)."""
+    """The current rules, indexed by the server or owner they watch (a sample's lookup costs
+    its own rules, not the whole rule set), plus the last version of removed rules (to resolve
+    their open episodes)."""
 
     def __init__(self, max_rules_per_server: int) -> None:
         self.max_rules_per_server = max_rules_per_server
         self._entries: dict[uuid.UUID, _Entry] = {}
+        self._scopes: dict[tuple[str, uuid.UUID | None], dict[uuid.UUID, RuleSpec]] = {}
         self._retired: dict[uuid.UUID, RuleSpec] = {}
+        self._warned: set[uuid.UUID] = set()
         self.skipped = 0  # undecodable rule messages, for the logs and tests
 
     def __len__(self) -> int:
@@ -70,36 +79,44 @@ class RuleRegistry:
         if not rule.enabled:
             self.remove(rule.rule_id)
             return
-        spec = spec_from_rule(rule)
-        no_data = rule.metric == "no_data"
-        self._entries[rule.rule_id] = _Entry(
-            spec=spec,
-            applies=rule.applies_to,
-            no_data_server=rule.server_id if no_data else None,
-            no_data_owner=rule.owner_id if no_data and rule.server_id is None else None,
-        )
-        self._retired.pop(rule.rule_id, None)
+        owner = rule.owner_id if rule.server_id is None else None
+        self._add(_Entry(spec_from_rule(rule), rule.server_id, owner))
 
     def put_static(self, spec: RuleSpec) -> None:
         """A rule deployed as code: it applies to every server."""
-        self._entries[spec.rule_id] = _Entry(spec, lambda _s, _o: True, None, None)
+        self._add(_Entry(spec, None, None))
+
+    def _add(self, entry: _Entry) -> None:
+        rule_id = entry.spec.rule_id
+        old = self._entries.get(rule_id)
+        if old is not None:
+            self._scopes.get(old.scope, {}).pop(rule_id, None)
+        self._entries[rule_id] = entry
+        self._scopes.setdefault(entry.scope, {})[rule_id] = entry.spec
+        self._retired.pop(rule_id, None)
 
     def remove(self, rule_id: uuid.UUID) -> None:
         entry = self._entries.pop(rule_id, None)
         if entry is not None:
+            self._scopes.get(entry.scope, {}).pop(rule_id, None)
             self._retired[rule_id] = entry.spec
 
     def specs_for(self, server_id: uuid.UUID, owner_id: uuid.UUID | None) -> list[RuleSpec]:
-        """The rules that evaluate this server, in id order, at most `max_rules_per_server`."""
-        specs = [e.spec for e in self._entries.values() if e.applies(server_id, owner_id)]
+        """The rules that evaluate this server, at most `max_rules_per_server` (by id order)."""
+        specs = list(self._scopes.get(("server", server_id), {}).values())
+        if owner_id is not None:
+            specs.extend(self._scopes.get(("owner", owner_id), {}).values())
+        specs.extend(self._scopes.get(("all", None), {}).values())
         if len(specs) > self.max_rules_per_server:
             specs.sort(key=lambda s: s.rule_id)
-            log.warning(
-                "server %s has %d alert rules; only the first %d are evaluated",
-                server_id,
-                len(specs),
-                self.max_rules_per_server,
-            )
+            if server_id not in self._warned:
+                self._warned.add(server_id)
+                log.warning(
+                    "server %s has %d alert rules; only the first %d are evaluated",
+                    server_id,
+                    len(specs),
+                    self.max_rules_per_server,
+                )
             specs = specs[: self.max_rules_per_server]
         return specs
 
@@ -108,8 +125,14 @@ class RuleRegistry:
 
     def no_data_targets(self) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
         """(servers, owners) that some no-data rule watches."""
-        servers = {e.no_data_server for e in self._entries.values() if e.no_data_server is not None}
-        owners = {e.no_data_owner for e in self._entries.values() if e.no_data_owner is not None}
+        servers: set[uuid.UUID] = set()
+        owners: set[uuid.UUID] = set()
+        for entry in self._entries.values():
+            if entry.spec.is_no_data:
+                if entry.server_id is not None:
+                    servers.add(entry.server_id)
+                elif entry.owner_id is not None:
+                    owners.add(entry.owner_id)
         return servers, owners
 
     def specs(self) -> Iterable[RuleSpec]:
