@@ -113,7 +113,7 @@ async def _connect(db: psycopg.AsyncConnection, server_id: uuid.UUID) -> None:
 async def test_command_round_trip_and_safeguards(
     common_settings: CommonSettings, db: psycopg.AsyncConnection, agent: TestAgent
 ) -> None:
-    settings = api_settings(common_settings, command_timeout_seconds=2.0, commands_per_minute=8)
+    settings = api_settings(common_settings, command_timeout_seconds=5.0, commands_per_minute=8)
     async with running_api(settings) as (_, client):
         owner, operator, viewer = await register(client), await register(client), await register(client)
         server_id = await create_server(client, owner)
