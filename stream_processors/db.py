@@ -48,6 +48,7 @@ class Database(mode.Service):
             kwargs={
                 "autocommit": True,
                 "connect_timeout": max(1, round(settings.db_connect_timeout_seconds)),
+                "application_name": settings.app_id,  # tells the workers apart in pg_stat_activity
             },
             # A connection broken by an outage is detected on checkout and replaced.
             check=AsyncConnectionPool.check_connection,

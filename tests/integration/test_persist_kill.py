@@ -13,6 +13,7 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from aiokafka import AIOKafkaProducer
 
@@ -90,7 +91,8 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
         await wait_until(
             _alive_and_at_least(worker, database_url, servers, total // 4), timeout=90, what="a quarter"
         )
-        # Killed while the stream is flowing: it is mid-batch (fetching, writing or committing).
+        # Killed mid-batch: the moment the worker is seen inside a batch's open transaction.
+        await _until_in_transaction(database_url, app_id, timeout=60)
         worker.send_signal(signal.SIGKILL)
         worker.wait(30)
         persisted_at_kill = (await count_metrics(database_url, servers))[0]
@@ -124,6 +126,23 @@ def _alive_and_at_least(worker: subprocess.Popen[bytes], dsn: str, servers: list
         return (await count_metrics(dsn, servers))[0] >= n
 
     return check
+
+
+async def _until_in_transaction(dsn: str, app_id: str, timeout: float) -> None:
+    """Return the moment a connection of the worker is inside a transaction (a batch's write)."""
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            cur = await conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+                "AND xact_start IS NOT NULL AND pid <> pg_backend_pid()",
+                (app_id,),
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return
+            await asyncio.sleep(0.005)
+    raise AssertionError("the worker was never seen inside a batch's transaction")
 
 
 async def _offsets_reach(env: PersistEnv, dsn: str, total: int) -> bool:
