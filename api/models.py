@@ -182,6 +182,22 @@ class DockerActionOut(BaseModel):
     message: str | None
 
 
+class ContainerOut(BaseModel):
+    id: str
+    name: str
+    image: str | None
+    state: str | None
+    status: str | None
+    cpu_percent: float | None
+    memory_bytes: int | None
+
+
+class ContainersOut(BaseModel):
+    server_id: uuid.UUID
+    time: datetime  # the sample the list comes from
+    containers: list[ContainerOut]
+
+
 class DockerLogsOut(BaseModel):
     command_id: uuid.UUID
     container_id: str

@@ -39,6 +39,9 @@ class ApiSettings(BaseSettings):
     command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)
     command_max_length: int = Field(default=4096, ge=1)
     commands_per_minute: int = Field(default=30, ge=1)  # per user and server
+    # Docker containers are read from the newest samples on the metrics topic: at most this many
+    # messages of the server's partition are scanned back.
+    containers_scan_messages: int = Field(default=5000, ge=1)
     # An agent_connections claim older than this belongs to a dead ingest process (three of
     # ingest's 5 s presence refreshes).
     agent_presence_stale_seconds: float = Field(default=15.0, gt=0)

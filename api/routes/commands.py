@@ -16,12 +16,23 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 
-from schemas.canonical import CommandRequest, CommandResult
+from schemas import topics
+from schemas.canonical import METRIC_SAMPLE, CommandRequest, CommandResult
 
 from .. import db
 from ..deps import CurrentUser, ResourcesDep, UserDep, require_role
-from ..errors import BadGateway, Forbidden, Unavailable, Unprocessable
-from ..models import CommandHistoryOut, CommandIn, CommandOut, DockerActionOut, DockerLogsOut
+from ..errors import BadGateway, Forbidden, NotFound, Unavailable, Unprocessable
+from ..live.routes import LIVE_KEY
+from ..live.service import LiveService
+from ..models import (
+    CommandHistoryOut,
+    CommandIn,
+    CommandOut,
+    ContainerOut,
+    ContainersOut,
+    DockerActionOut,
+    DockerLogsOut,
+)
 from ..state import Resources
 
 router = APIRouter(tags=["commands"])
@@ -164,6 +175,37 @@ async def history(
     async with db.connection(resources.pool) as conn:
         rows = await db.command_history(conn, server_id, before, limit)
     return [CommandHistoryOut(**dict(row)) for row in rows]
+
+
+@router.get("/docker/{server_id}/containers")
+async def list_containers(server_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> ContainersOut:
+    """The server's containers as its agent last reported them (from the newest samples on the
+    metrics topic, scanned back at most `containers_scan_messages`); 404 when none reported any
+    (no Docker on the host, or no recent sample)."""
+    await require_role(resources.pool, user, server_id, "viewer")
+    live: LiveService | None = resources.extras.get(LIVE_KEY)
+    if live is None:
+        raise Unavailable("the metrics stream is not being read by this process")
+    key = topics.server_key(server_id)
+    tp = await live.partition_of(topics.METRICS.name(resources.settings.common.topic_prefix), key)
+    first, stop = await live.reader.bounds(tp)
+    floor = max(first, stop - resources.settings.containers_scan_messages)
+    step = 500
+    while stop > floor:
+        start = max(floor, stop - step)
+        for record in reversed(await live.reader.replay(tp, key, start, stop)):
+            try:
+                sample = METRIC_SAMPLE.validate_json(record.value or b"")
+            except ValueError:
+                continue
+            if sample.containers is not None:
+                return ContainersOut(
+                    server_id=server_id,
+                    time=sample.time,
+                    containers=[ContainerOut(**c.model_dump()) for c in sample.containers],
+                )
+        stop = start
+    raise NotFound("no container list reported recently (is Docker present on the server?)")
 
 
 @router.post("/docker/{server_id}/containers/{container_id}/{action}")

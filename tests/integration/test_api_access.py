@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from aiokafka import AIOKafkaProducer
 
+from schemas import topics
+from schemas.canonical import ContainerSample, MetricSample
 from schemas.settings import CommonSettings
 from tests.support.api_client import TestUser, api_settings, create_server, register, running_api
 
@@ -68,6 +71,7 @@ ROUTES: dict[tuple[str, str], tuple[Need, Body]] = {
     ("GET", "/api/v1/logs/{server_id}"): ("viewer", None),
     ("POST", "/api/v1/commands/{server_id}"): ("operator", lambda ids: {"command": "uptime"}),
     ("GET", "/api/v1/commands/{server_id}/history"): ("operator", None),
+    ("GET", "/api/v1/docker/{server_id}/containers"): ("viewer", None),
     ("POST", "/api/v1/docker/{server_id}/containers/{container_id}/{action}"): ("operator", None),
     ("GET", "/api/v1/docker/{server_id}/containers/{container_id}/logs"): ("operator", None),
     ("POST", "/api/v1/alerts/rules"): ("operator", _rule),
@@ -103,7 +107,7 @@ async def client(common_settings: CommonSettings):
 
 
 async def _world(
-    client: httpx.AsyncClient, db: psycopg.AsyncConnection
+    client: httpx.AsyncClient, db: psycopg.AsyncConnection, common: CommonSettings
 ) -> tuple[TestUser, TestUser, TestUser, Ids]:
     owner, viewer, stranger = await register(client), await register(client), await register(client)
     server_id = await create_server(client, owner)
@@ -131,6 +135,24 @@ async def _world(
                    now(), 'hot')""",
         (episode_id, rule.json()["id"], owner.id, server_id),
     )
+    # A sample with containers on the metrics topic, for the containers list.
+    producer = AIOKafkaProducer(bootstrap_servers=common.kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        now = datetime.now(UTC)
+        sample = MetricSample(
+            server_id=server_id,
+            time=now,
+            received_at=now,
+            cpu_percent=1.0,
+            memory_percent=2.0,
+            containers=(ContainerSample(id="abc", name="web", state="running"),),
+        )
+        await producer.send_and_wait(
+            topics.METRICS.name(common.topic_prefix), sample.to_bytes(), key=topics.server_key(server_id)
+        )
+    finally:
+        await producer.stop()
     ids = {
         "server_id": str(server_id),
         "user_id": str(viewer.id),
@@ -145,7 +167,9 @@ async def _world(
     return owner, viewer, stranger, ids
 
 
-async def test_every_route_is_classified_and_refuses_other_users(client, db: psycopg.AsyncConnection) -> None:
+async def test_every_route_is_classified_and_refuses_other_users(
+    client, db: psycopg.AsyncConnection, common_settings: CommonSettings
+) -> None:
     app, c = client
     documented = {
         (method.upper(), path) for path, operations in app.openapi()["paths"].items() for method in operations
@@ -154,7 +178,7 @@ async def test_every_route_is_classified_and_refuses_other_users(client, db: psy
     assert documented - classified == set(), "classify the new routes in ROUTES"
     assert classified - documented == set(), "ROUTES names routes that no longer exist"
 
-    owner, viewer, stranger, ids = await _world(c, db)
+    owner, viewer, stranger, ids = await _world(c, db, common_settings)
     checked = 0
     for (method, path), (need, body) in ROUTES.items():
         if need == "none":
@@ -194,6 +218,8 @@ async def test_every_route_is_classified_and_refuses_other_users(client, db: psy
     # ... and the viewer sees the shared server with its role, and its alerts.
     servers = (await c.get("/api/v1/servers", headers=viewer.headers)).json()
     assert [(s["id"], s["role"]) for s in servers] == [(ids["server_id"], "viewer")]
+    containers = (await c.get(f"/api/v1/docker/{ids['server_id']}/containers", headers=viewer.headers)).json()
+    assert [(x["id"], x["name"], x["state"]) for x in containers["containers"]] == [("abc", "web", "running")]
     alerts = (await c.get("/api/v1/alerts", headers=viewer.headers)).json()
     assert [a["episode_id"] for a in alerts] == [ids["episode_id"]]
 
