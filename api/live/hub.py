@@ -139,6 +139,11 @@ class Hub:
         """The partitions the reader should hold, each with the offset it should read next."""
         return {tp: s.next_offset for tp, s in self._streams.items()}
 
+    def span(self, tp: TP) -> tuple[int, int] | None:
+        """(window start, next offset) of a partition the hub reads, or None."""
+        stream = self._streams.get(tp)
+        return (stream.window_start, stream.next_offset) if stream else None
+
     def subscriber_count(self) -> int:
         return sum(len(subs) for s in self._streams.values() for subs in s.subscribers.values())
 

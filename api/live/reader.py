@@ -35,6 +35,7 @@ class KafkaReader:
         window_messages: int,
         poll_timeout_ms: int,
         max_poll_records: int,
+        replay_consumers: int = 2,
         request_timeout_seconds: float = 30.0,
         client_id: str = "fleetpulse-api-live",
     ) -> None:
@@ -46,8 +47,11 @@ class KafkaReader:
         self._changed = asyncio.Event()
         self.hub = Hub(window_messages, self._changed.set)
         self._consumer: AIOKafkaConsumer | None = None
-        self._replayer: AIOKafkaConsumer | None = None
-        self._replay_lock = asyncio.Lock()
+        self._replayer: AIOKafkaConsumer | None = None  # offsets requests
+        # Replays run on a small pool of consumers, one replay per consumer at a time.
+        self._replay_consumers = replay_consumers
+        self._replay_pool: asyncio.Queue[AIOKafkaConsumer] = asyncio.Queue()
+        self._replay_all: list[AIOKafkaConsumer] = []
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
         self.records = 0
@@ -68,10 +72,14 @@ class KafkaReader:
         if self._task is not None:
             return
         self._consumer = self._new_consumer("live")
-        self._replayer = self._new_consumer("replay")
+        self._replayer = self._new_consumer("offsets")
+        self._replay_all = [self._new_consumer(f"replay-{i}") for i in range(self._replay_consumers)]
         try:
             await self._consumer.start()
             await self._replayer.start()
+            for consumer in self._replay_all:
+                await consumer.start()
+                self._replay_pool.put_nowait(consumer)
         except KafkaError as exc:
             await self.stop()
             raise Unavailable(f"cannot reach Kafka: {exc}") from exc
@@ -84,10 +92,12 @@ class KafkaReader:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for consumer in (self._consumer, self._replayer):
+        for consumer in (self._consumer, self._replayer, *self._replay_all):
             if consumer is not None:
                 await consumer.stop()
         self._consumer = self._replayer = None
+        self._replay_all = []
+        self._replay_pool = asyncio.Queue()
 
     @property
     def running(self) -> bool:
@@ -167,15 +177,18 @@ class KafkaReader:
 
     async def replay(self, tp: TP, key: bytes, start: int, stop: int) -> list[Record]:
         """`key`'s messages in [start, stop) of `tp`, read again from Kafka, in order."""
-        assert self._replayer is not None
         ktp = TopicPartition(tp.topic, tp.partition)
         out: list[Record] = []
         if start >= stop:
             return out
         deadline = time.monotonic() + self._request_timeout
-        async with self._replay_lock:
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                consumer = await self._replay_pool.get()
+        except TimeoutError as exc:
+            raise Unavailable("no replay consumer became free in time") from exc
+        try:
             self.replays += 1
-            consumer = self._replayer
             consumer.assign([ktp])
             consumer.seek(ktp, start)
             position = start
@@ -201,4 +214,6 @@ class KafkaReader:
                         # Offsets can end in a gap (control records); the fetch position
                         # still moves past it.
                         position = max(position, await consumer.position(ktp))
+        finally:
+            self._replay_pool.put_nowait(consumer)
         return out

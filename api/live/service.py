@@ -33,6 +33,7 @@ class LiveService:
             window_messages=settings.window_messages,
             poll_timeout_ms=settings.poll_timeout_ms,
             max_poll_records=settings.max_poll_records,
+            replay_consumers=settings.replay_consumers,
             request_timeout_seconds=settings.kafka_timeout_seconds,
         )
         self._partitions: dict[str, int] = {}

@@ -226,9 +226,10 @@ class LiveSession:
         )
         rates = RateState()
         frame = auth.frame
-        first, end = await self.service.reader.bounds(tp)
         from_offset: int | None = None
+        first = end = 0
         if frame.resume is not None:
+            first, end = await self._bounds(tp, frame.resume.offset + 1)
             from_offset, reason = self._resume_offset(frame.resume, tp, first, end)
             if from_offset is None:
                 # Cannot resume: say so, then a fresh history as on a first connect.
@@ -236,7 +237,10 @@ class LiveSession:
                     encode(HistoryLostFrame(requested=frame.resume, position=None, reason=reason))
                 )
         if from_offset is None:
-            from_offset = await self._history(tp, frame, rates)
+            last = await self._history(tp, frame, rates)
+            first, end = await self._bounds(tp, None if last is None else last + 1)
+            # Nothing of this partition persisted yet: the stream starts at its first offset.
+            from_offset = first if last is None else last + 1
             if from_offset < first or end - from_offset > self.settings.max_catchup_messages:
                 # Persistence is further behind than the stream can be replayed (or Kafka's
                 # retention passed it): say so, then continue from what can be streamed.
@@ -253,7 +257,8 @@ class LiveSession:
                 from_offset = resume_at
         # Alerts are live only: from the alerts partition's current end.
         alerts_tp = await self.service.partition_of(self.service.channels.alerts.topic, key)
-        _, alerts_end = await self.service.reader.bounds(alerts_tp)
+        alerts_span = self.service.hub.span(alerts_tp)
+        alerts_end = alerts_span[1] if alerts_span else (await self.service.reader.bounds(alerts_tp))[1]
         hub = self.service.hub
         # From here on, live frames wait in the outbox until the catch-up below has been sent.
         subscription = hub.subscribe(self.channel, tp, key, from_offset, self.outbox, end=end)
@@ -289,8 +294,18 @@ class LiveSession:
             return None, "the position is too far behind to resume"
         return start, ""
 
-    async def _history(self, tp: TP, frame: AuthFrame, rates: RateState) -> int:
-        """Send the database history; return the first offset the stream must continue from."""
+    async def _bounds(self, tp: TP, from_offset: int | None) -> tuple[int, int]:
+        """The partition's first retained offset and its end. While the hub reads the partition
+        and `from_offset` lies within its window, the hub answers without a Kafka round trip
+        (its window start stands in for the first offset: everything after it is at hand)."""
+        span = self.service.hub.span(tp)
+        if span is not None and from_offset is not None and from_offset >= span[0]:
+            return span
+        return await self.service.reader.bounds(tp)
+
+    async def _history(self, tp: TP, frame: AuthFrame, rates: RateState) -> int | None:
+        """Send the database history; return the offset it is complete up to (None: nothing
+        of this partition is persisted yet)."""
         s = self.settings
         if self.kind == "metrics":
             window = s.metrics_window_seconds if frame.window_seconds is None else frame.window_seconds
@@ -312,11 +327,7 @@ class LiveSession:
             for lrow in lh.rows:
                 await self._send(history_log_text(lrow))
             last = lh.last_offset
-        if last is None:
-            # Nothing of this partition persisted yet: the stream starts at its beginning.
-            first, _ = await self.service.reader.bounds(tp)
-            return first
-        return last + 1
+        return last
 
     def _build(self, record: Record, tp: TP, rates: RateState) -> str | None:
         if record.value is None:

@@ -30,6 +30,8 @@ class LiveSettings(BaseSettings):
     # The hub keeps this many recent messages per partition in memory, so new subscribers join
     # the live stream without reading Kafka again; older spans are replayed from Kafka.
     window_messages: int = Field(default=20_000, ge=0)
+    # Kafka consumers that replay such spans, each one replay at a time.
+    replay_consumers: int = Field(default=2, ge=1, le=32)
     # A resume or catch-up further back than this many offsets is refused with `history_lost`.
     max_catchup_messages: int = Field(default=200_000, ge=0)
     # How long the reader waits for records before it applies assignment changes.

@@ -36,18 +36,34 @@ LIVE_NUMBERS = 1500 if FULL else (200 if IN_CI else 300)  # published while the 
 RATE = 150.0  # samples per second
 
 
-async def _publish(pub: Publisher, kind: str, server: Any, noise: Any, start: int, stop: int) -> None:
+async def _publish(pub: Publisher, kind: str, server: Any, noise: Any, start: int, stop: int) -> list[int]:
+    """Publish numbers [start, stop) of `server` (and noise); the offsets of `server`'s messages."""
     rng = random.Random(7)
+    offsets: list[int] = []
     for n in range(start, stop):
         if kind == "metrics":
-            await pub.metric(sample(server, n))
+            offsets.append((await pub.metric(sample(server, n)))[1])
             if rng.random() < 0.5:  # another server of the same partition, to be filtered out
                 await pub.metric(sample(noise, n))
         else:
-            await pub.log(log_record(server, n))
+            offsets.append((await pub.log(log_record(server, n)))[1])
             if rng.random() < 0.5:
                 await pub.log(log_record(noise, n))
         await asyncio.sleep(1 / RATE)
+    return offsets
+
+
+async def _persisted(db: psycopg.AsyncConnection[Any], topic: str, partition: int, offset: int) -> None:
+    async with asyncio.timeout(90):
+        while True:
+            cur = await db.execute(
+                "SELECT last_offset FROM persisted_offsets WHERE topic = %s AND partition = %s",
+                (topic, partition),
+            )
+            row = await cur.fetchone()
+            if row is not None and int(row[0]) >= offset:
+                return
+            await asyncio.sleep(0.1)
 
 
 def _check(frames: list[dict[str, Any]], kind: str, last: int) -> tuple[int, int]:
@@ -122,7 +138,9 @@ async def test_backfill_then_live_is_gapless_for_clients_joining_at_random_momen
     ):
         # Some history is in the database before anyone connects (the persister lags 40 behind,
         # so publish 40 more than it should hold).
-        await _publish(pub, kind, server, noise, 0, PRELOADED)
+        preloaded = await _publish(pub, kind, server, noise, 0, PRELOADED)
+        # Wait until part of it is persisted, so the first clients get database history too.
+        await _persisted(db, topic, partition, preloaded[PRELOADED // 2])
         token = api.token(owner)
         auth: dict[str, Any] = {"type": "auth", "token": token, "lines": 100_000}
 
