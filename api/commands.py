@@ -30,32 +30,34 @@ class CommandBroker:
     def __init__(self, bootstrap: str, prefix: str, producer: Producer) -> None:
         self._topic = topics.COMMAND_RESULTS.name(prefix)
         self._producer = producer
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-        )
+        self._bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None  # made by start(): never left unclosed
         self._waiting: dict[uuid.UUID, asyncio.Future[CommandResult]] = {}
         self._task: asyncio.Task[None] | None = None
         self._positions: dict[TopicPartition, int] = {}
         self.lag = 0  # messages behind the end of the results topic, for /metrics
 
     async def start(self) -> None:
+        self._consumer = consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="latest",
+        )
         try:
             partitions = await self._producer.partitions_for(topics.COMMAND_RESULTS)
-            await self._consumer.start()
+            await consumer.start()
             assigned = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-            self._consumer.assign(assigned)
-            await self._consumer.seek_to_end(*assigned)
+            consumer.assign(assigned)
+            await consumer.seek_to_end(*assigned)
             # Resolve the end positions now: a result published after start() returns is read.
             for tp in assigned:
-                self._positions[tp] = await self._consumer.position(tp)
+                self._positions[tp] = await consumer.position(tp)
         except KafkaError as exc:
-            await self._consumer.stop()
+            await consumer.stop()
             raise Unavailable(f"Kafka unreachable: {exc}") from exc
         except Unavailable:
-            await self._consumer.stop()
+            await consumer.stop()
             raise
         self._task = asyncio.create_task(self._run(), name="command-results")
 
@@ -66,16 +68,19 @@ class CommandBroker:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await self._consumer.stop()
+        if self._consumer is not None:
+            await self._consumer.stop()
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(Unavailable("the API is shutting down"))
         self._waiting.clear()
 
     async def _run(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
         while True:
             try:
-                batches = await self._consumer.getmany(timeout_ms=1000, max_records=500)
+                batches = await consumer.getmany(timeout_ms=1000, max_records=500)
             except KafkaError as exc:  # a broker outage: keep trying, waiters time out meanwhile
                 log.warning("reading command results failed, retrying: %s", exc)
                 await asyncio.sleep(1)
@@ -102,7 +107,7 @@ class CommandBroker:
     def _update_lag(self) -> None:
         lag = 0
         for tp, position in self._positions.items():
-            highwater = self._consumer.highwater(tp)
+            highwater = self._consumer.highwater(tp) if self._consumer is not None else None
             if highwater is not None:
                 lag += max(0, highwater - position)
         self.lag = lag

@@ -114,3 +114,67 @@ def test_route_template_for_metrics() -> None:
     }
     assert _template(scope) == "/api/v1/servers/{server_id}/shares/{user_id}"
     assert _template({"path": "/health", "path_params": {}}) == "/health"
+
+
+async def test_command_broker_resolves_waiters_by_command_id() -> None:
+    import asyncio
+    import uuid as uuid_mod
+
+    from api.commands import CommandBroker
+    from api.errors import GatewayTimeout
+    from schemas.canonical import CommandRequest, CommandResult
+
+    class FakeProducer:
+        """Answers each published command through the broker, as the results consumer would."""
+
+        def __init__(self) -> None:
+            self.broker: CommandBroker | None = None
+            self.sent: list[CommandRequest] = []
+
+        async def send_command(self, request: CommandRequest) -> None:
+            self.sent.append(request)
+            assert self.broker is not None
+            if request.command == "silent":
+                return
+            other = CommandResult(
+                command_id=uuid_mod.uuid4(),
+                server_id=request.server_id,
+                success=True,
+                finished_at=request.requested_at,
+            )
+            mine = CommandResult(
+                command_id=request.command_id,
+                server_id=request.server_id,
+                success=True,
+                output="hi",
+                finished_at=request.requested_at,
+            )
+            # Another replica's result, garbage, then ours: only ours resolves the waiter.
+            self.broker._deliver(other.to_bytes())
+            self.broker._deliver(b"{not json")
+            self.broker._deliver(None)
+            self.broker._deliver(mine.to_bytes())
+
+    producer = FakeProducer()
+    broker = CommandBroker("127.0.0.1:1", "unit.", producer)  # type: ignore[arg-type]
+    producer.broker = broker
+    started = asyncio.get_running_loop().create_future()
+    broker._task = started  # type: ignore[assignment]  # as if start() had run
+    now = datetime.now(UTC)
+
+    def request(command: str) -> CommandRequest:
+        return CommandRequest(
+            command_id=uuid_mod.uuid4(),
+            server_id=uuid_mod.uuid4(),
+            action="shell",
+            command=command,
+            requested_at=now,
+            deadline=now + timedelta(seconds=5),
+        )
+
+    result = await broker.request(request("echo hi"), wait_seconds=5)
+    assert result.output == "hi"
+    with pytest.raises(GatewayTimeout):
+        await broker.request(request("silent"), wait_seconds=0.05)
+    assert broker._waiting == {}  # nothing left behind, answered or not
+    started.cancel()
