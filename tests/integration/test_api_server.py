@@ -16,6 +16,7 @@ import httpx
 import orjson
 import psycopg
 import uvicorn
+from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -141,3 +142,69 @@ async def test_one_process_serves_rest_and_agents_end_to_end(
                     await ws.recv()
         except ConnectionClosed as closed:
             assert closed.rcvd is not None and closed.rcvd.code >= 1000
+
+
+def _socket_paths(routes: list[Any], prefix: str = "") -> set[str]:
+    """Every WebSocket route of an app, through included routers (found, not listed by hand)."""
+    found: set[str] = set()
+    for route in routes:
+        router = getattr(route, "original_router", None)
+        if router is not None:
+            found |= _socket_paths(router.routes, prefix + route.include_context.prefix)
+        elif isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
+            found.add(prefix + route.path)
+    return found
+
+
+async def test_every_socket_refuses_strangers(common_settings: CommonSettings) -> None:
+    """Each socket of the one-process app, walked from its routes: a user who may not see the
+    server is closed with "not found" (browser sockets) or refused (the agent socket needs a key)."""
+    async with (
+        serving(common_settings) as port,
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http,
+    ):
+        app_paths = _socket_paths(
+            create_combined_app(
+                api_settings(common_settings), IngestSettings(common=common_settings)
+            ).router.routes
+        )
+        assert app_paths == {
+            "/api/v1/ws/metrics/{server_id}",
+            "/api/v1/ws/logs/{server_id}",
+            "/api/v1/agents/ws",
+        }, "a new socket route: add its access check here"
+
+        async def user() -> dict[str, str]:
+            name = f"u{uuid.uuid4().hex[:10]}"
+            body = {
+                "email": f"{name}@example.com",
+                "username": name,
+                "password": "x" * 12,
+                "password_confirm": "x" * 12,
+            }
+            token = (await http.post("/api/v1/auth/register", json=body)).json()["access_token"]
+            return {"Authorization": f"Bearer {token}"}
+
+        owner, stranger = await user(), await user()
+        server_id = (await http.post("/api/v1/servers", json={"name": "private"}, headers=owner)).json()["id"]
+        stranger_token = stranger["Authorization"].split()[1]
+        for path in sorted(app_paths - {"/api/v1/agents/ws"}):
+            ws = await connect(f"ws://127.0.0.1:{port}{path.format(server_id=server_id)}")
+            await ws.send(orjson.dumps({"type": "auth", "token": stranger_token}).decode())
+            try:
+                async with asyncio.timeout(20):
+                    while True:
+                        frame = orjson.loads(await ws.recv())
+                        assert frame["type"] == "error", frame  # never any data of the server
+            except ConnectionClosed as closed:
+                assert closed.rcvd is not None and closed.rcvd.code == 4404, (path, closed.rcvd)
+        # The agent socket takes API keys only: a user's token is refused.
+        agent = await connect(f"ws://127.0.0.1:{port}/api/v1/agents/ws")
+        await agent.send(orjson.dumps({"type": "auth", "api_key": stranger_token}).decode())
+        try:
+            async with asyncio.timeout(20):
+                while True:
+                    frame = orjson.loads(await agent.recv())
+                    assert frame["type"] in ("error", "auth_error", "auth_failed"), frame
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1008
