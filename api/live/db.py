@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Generic, Literal, TypeVar
 
 import asyncpg
@@ -25,11 +25,6 @@ from .hub import TP
 _DISKS = TypeAdapter(tuple[DiskSample, ...])
 _INTERFACES = TypeAdapter(tuple[InterfaceSample, ...])
 
-BUCKETS: dict[str, timedelta] = {
-    "1m": timedelta(minutes=1),
-    "5m": timedelta(minutes=5),
-    "1h": timedelta(hours=1),
-}
 T = TypeVar("T")
 
 
@@ -81,22 +76,42 @@ FROM (SELECT * FROM metrics WHERE server_id = $1 AND time >= $2 ORDER BY time DE
 ORDER BY m.time
 """
 
-# Aggregated history: averages per bucket (the bucket width is one of BUCKETS, never user text).
-_BUCKETED_METRICS = """
-SELECT b.bucket AS time, b.cpu_percent, b.memory_percent, b.memory_total_bytes, b.memory_used_bytes,
-       b.load1, b.load5, b.load15, b.uptime_seconds, b.cpu_cores, '[]' AS disks, '[]' AS interfaces,
+# Aggregated history from the persistence processor's rollups (kept equal to SQL over the raw
+# rows, recomputed in the same transaction as the rows): one row per bucket, the rollups' metrics
+# pivoted into the frame's columns. 5-minute buckets are count-weighted from the 1-minute ones.
+_ROLLUP_PIVOT = """
+SELECT b.bucket AS time, b.cpu_percent, b.memory_percent, NULL::bigint AS memory_total_bytes,
+       b.memory_used_bytes::bigint AS memory_used_bytes, b.load1, b.load5, b.load15,
+       NULL::bigint AS uptime_seconds, NULL::int AS cpu_cores, '[]' AS disks, '[]' AS interfaces,
        b.samples
 FROM (
-    SELECT time_bucket($4::interval, time) AS bucket, avg(cpu_percent) AS cpu_percent,
-           avg(memory_percent) AS memory_percent, max(memory_total_bytes) AS memory_total_bytes,
-           avg(memory_used_bytes)::bigint AS memory_used_bytes, avg(load1) AS load1,
-           avg(load5) AS load5, avg(load15) AS load15, max(uptime_seconds) AS uptime_seconds,
-           max(cpu_cores) AS cpu_cores, count(*) AS samples
-    FROM metrics WHERE server_id = $1 AND time >= $2
-    GROUP BY bucket ORDER BY bucket DESC LIMIT $3
+    SELECT {bucket} AS bucket,
+           sum(avg * count) FILTER (WHERE metric = 'cpu_percent')
+               / nullif(sum(count) FILTER (WHERE metric = 'cpu_percent'), 0) AS cpu_percent,
+           sum(avg * count) FILTER (WHERE metric = 'memory_percent')
+               / nullif(sum(count) FILTER (WHERE metric = 'memory_percent'), 0) AS memory_percent,
+           sum(avg * count) FILTER (WHERE metric = 'memory_used_bytes')
+               / nullif(sum(count) FILTER (WHERE metric = 'memory_used_bytes'), 0) AS memory_used_bytes,
+           sum(avg * count) FILTER (WHERE metric = 'load1')
+               / nullif(sum(count) FILTER (WHERE metric = 'load1'), 0) AS load1,
+           sum(avg * count) FILTER (WHERE metric = 'load5')
+               / nullif(sum(count) FILTER (WHERE metric = 'load5'), 0) AS load5,
+           sum(avg * count) FILTER (WHERE metric = 'load15')
+               / nullif(sum(count) FILTER (WHERE metric = 'load15'), 0) AS load15,
+           (sum(count) FILTER (WHERE metric = 'cpu_percent'))::bigint AS samples
+    FROM {table}
+    WHERE server_id = $1 AND label = '' AND bucket >= $2
+      AND metric IN ('cpu_percent', 'memory_percent', 'memory_used_bytes', 'load1', 'load5', 'load15')
+    GROUP BY 1 ORDER BY 1 DESC LIMIT $3
 ) b
+WHERE b.cpu_percent IS NOT NULL
 ORDER BY b.bucket
 """
+_ROLLUPS = {
+    "1m": _ROLLUP_PIVOT.format(bucket="bucket", table="metric_rollups_1m"),
+    "5m": _ROLLUP_PIVOT.format(bucket="time_bucket(INTERVAL '5 minutes', bucket)", table="metric_rollups_1m"),
+    "1h": _ROLLUP_PIVOT.format(bucket="bucket", table="metric_rollups_1h"),
+}
 
 _LOGS = """
 SELECT time, entry_id, level, source, message FROM (
@@ -144,7 +159,7 @@ async def metrics_history(
             if resolution == "raw":
                 rows = await conn.fetch(_RAW_METRICS, server_id, since, limit)
             else:
-                rows = await conn.fetch(_BUCKETED_METRICS, server_id, since, limit, BUCKETS[resolution])
+                rows = await conn.fetch(_ROLLUPS[resolution], server_id, since, limit)
     except (api_db.DatabaseUnavailable, asyncpg.PostgresConnectionError, TimeoutError) as exc:
         raise Unavailable(f"database unavailable: {exc}") from exc
     return History(last, [_metric_row(r) for r in rows])

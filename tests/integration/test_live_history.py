@@ -28,7 +28,9 @@ from tests.support.live_harness import (
     log_record,
     number_of,
     sample,
+    wait_persisted_offset,
 )
+from tests.support.persist import PersistEnv, running
 
 
 def _persister(common: CommonSettings, topic: str) -> Persister:
@@ -65,34 +67,40 @@ async def test_logs_default_to_the_last_200_lines_then_live(
     assert history == list(range(50, 250)) and live == [250]
 
 
-async def test_metrics_history_at_a_one_minute_resolution(
-    api: ApiServer, common_settings: CommonSettings, db: psycopg.AsyncConnection[Any], topic_prefix: str
+@pytest.mark.parametrize("resolution", ["1m", "5m"])
+async def test_metrics_history_from_the_rollups_of_the_real_persistence_processor(
+    api: ApiServer,
+    common_settings: CommonSettings,
+    db: psycopg.AsyncConnection[Any],
+    topic_prefix: str,
+    resolution: str,
 ) -> None:
     owner = await add_user(db)
     server = await add_server(db, owner)
-    topic = topics.METRICS.name(topic_prefix)
-    base = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
-    async with (
-        Publisher(common_settings.kafka_bootstrap, topic_prefix) as pub,
-        Persister(
-            common_settings.kafka_bootstrap, common_settings.database_url, topic, TEST_PARTITIONS
-        ) as per,
-    ):
+    now = utcnow()
+    # Aligned to 5 minutes, so 5-minute buckets hold whole groups of 1-minute ones.
+    base = now.replace(minute=now.minute - now.minute % 5, second=0, microsecond=0) - timedelta(hours=2)
+    env = PersistEnv(common=common_settings, prefix=topic_prefix)
+    async with Publisher(common_settings.kafka_bootstrap, topic_prefix) as pub, running(env.settings()):
         # Two hours of one sample every 20 s: 3 per minute, cpu = the minute's number.
         items = [sample(server, n * 20_000, base=base) for n in range(360)]
         items = [s.model_copy(update={"cpu_percent": float((n // 3) % 100)}) for n, s in enumerate(items)]
         placed = await pub.many(items)
-        await per.wait_persisted(*placed[-1])
-        auth = {"type": "auth", "token": api.token(owner), "window_seconds": 3 * 3600, "resolution": "1m"}
-        async with client(api.url("metrics", server), auth) as c:
-            await c.until(lambda f: f["type"] == "history_end")
+        await wait_persisted_offset(db, topics.METRICS.name(topic_prefix), *placed[-1])
+    auth = {"type": "auth", "token": api.token(owner), "window_seconds": 3 * 3600, "resolution": resolution}
+    async with client(api.url("metrics", server), auth) as c:
+        await c.until(lambda f: f["type"] == "history_end")
     buckets = [SERVER_FRAME.validate_python(f) for f in c.frames if f["type"] == "metrics"]
-    assert len(buckets) == 120
+    minutes = 1 if resolution == "1m" else 5
+    assert len(buckets) == 120 // minutes
     for n, frame in enumerate(buckets):
-        assert isinstance(frame, MetricsFrame)
+        assert isinstance(frame, MetricsFrame) and frame.history and frame.position is None
         data = frame.data
-        assert data.resolution == "1m" and data.samples == 3 and data.cpu_percent == float(n % 100)
-        assert data.timestamp == base + timedelta(minutes=n)
+        first_minute = n * minutes
+        expected = sum(float(m % 100) for m in range(first_minute, first_minute + minutes)) / minutes
+        assert data.resolution == resolution and data.samples == 3 * minutes
+        assert data.cpu_percent == pytest.approx(expected)
+        assert data.timestamp == base + timedelta(minutes=first_minute)
 
 
 def _alert(server: uuid.UUID, state: AlertState) -> AlertEvent:

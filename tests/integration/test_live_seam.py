@@ -27,6 +27,7 @@ from tests.support.live_harness import (
     log_record,
     number_of,
     sample,
+    wait_persisted_offset,
 )
 from tests.support.persist import PersistEnv, running
 
@@ -51,19 +52,6 @@ async def _publish(pub: Publisher, kind: str, server: Any, noise: Any, start: in
                 await pub.log(log_record(noise, n))
         await asyncio.sleep(1 / RATE)
     return offsets
-
-
-async def _persisted(db: psycopg.AsyncConnection[Any], topic: str, partition: int, offset: int) -> None:
-    async with asyncio.timeout(90):
-        while True:
-            cur = await db.execute(
-                "SELECT last_offset FROM persisted_offsets WHERE topic = %s AND partition = %s",
-                (topic, partition),
-            )
-            row = await cur.fetchone()
-            if row is not None and int(row[0]) >= offset:
-                return
-            await asyncio.sleep(0.1)
 
 
 def _check(frames: list[dict[str, Any]], kind: str, last: int) -> tuple[int, int]:
@@ -140,7 +128,7 @@ async def test_backfill_then_live_is_gapless_for_clients_joining_at_random_momen
         # so publish 40 more than it should hold).
         preloaded = await _publish(pub, kind, server, noise, 0, PRELOADED)
         # Wait until part of it is persisted, so the first clients get database history too.
-        await _persisted(db, topic, partition, preloaded[PRELOADED // 2])
+        await wait_persisted_offset(db, topic, partition, preloaded[PRELOADED // 2])
         token = api.token(owner)
         auth: dict[str, Any] = {"type": "auth", "token": token, "lines": 100_000}
 

@@ -365,6 +365,19 @@ class Persister:
                 await asyncio.sleep(0.05)
 
 
+async def wait_persisted_offset(
+    db: psycopg.AsyncConnection[Any], topic: str, partition: int, offset: int, within: float = 90
+) -> None:
+    """Until `persisted_offsets` says `offset` of the partition is in the database."""
+    sql = "SELECT last_offset FROM persisted_offsets WHERE topic = %s AND partition = %s"
+    async with asyncio.timeout(within):
+        while True:
+            row = await (await db.execute(sql, (topic, partition))).fetchone()
+            if row is not None and int(row[0]) >= offset:
+                return
+            await asyncio.sleep(0.1)
+
+
 class Client:
     """A browser socket: authenticates, then records every frame it receives."""
 
