@@ -171,7 +171,7 @@ class Hub:
                 continue
             try:
                 text = stream.channel.build(record.value, stream.rates[key], tp.partition, record.offset)
-            except ValidationError as exc:
+            except (ValidationError, ValueError, TypeError) as exc:  # orjson's errors are TypeErrors
                 # Ingest only publishes validated payloads; the dead-letter path is the
                 # processors'. A socket skips what it cannot show rather than dying on it.
                 self.undecodable += 1
