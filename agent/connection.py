@@ -98,8 +98,8 @@ class _Session:
         self.in_flight: dict[int, float] = {}
         self.window_open = asyncio.Event()
         self.window_open.set()
-        self.live: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-        self.resend: asyncio.Queue[int] = asyncio.Queue()
+        # Live frames (seq, bytes) and resends (seq, None), sent in arrival order.
+        self.live: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue()
         self.last_received = time.monotonic()
         self.send_lock = asyncio.Lock()
         self.commands: set[asyncio.Task[None]] = set()
@@ -247,25 +247,18 @@ class AgentConnection:
         self.stats.sent += 1
 
     async def _live_sender(self, session: _Session) -> None:
+        # One queue for live frames and resends, so this task has a single place to wait: a
+        # cancellation (the session ending) always lands here and is never swallowed.
         while True:
-            get_live = asyncio.ensure_future(session.live.get())
-            get_resend = asyncio.ensure_future(session.resend.get())
-            done, pending = await asyncio.wait({get_live, get_resend}, return_when=asyncio.FIRST_COMPLETED)
-            for fut in pending:
-                fut.cancel()
-            for fut in pending:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await fut
-            if get_resend in done:
-                seq = get_resend.result()
+            seq, frame = await session.live.get()
+            if frame is None:  # a resend: the frame is read back from the spool
                 rows = await self.spool.pending(after=seq - 1, limit=1)
-                if rows and rows[0][0] == seq:
-                    session.in_flight.pop(seq, None)
-                    await self._send_frame(session, seq, rows[0][1])
-                    self.stats.resent += 1
-            if get_live in done:
-                seq, frame = get_live.result()
-                await self._send_frame(session, seq, frame)
+                if not rows or rows[0][0] != seq:
+                    continue  # acknowledged (or dropped) meanwhile
+                frame = rows[0][1]
+                session.in_flight.pop(seq, None)
+                self.stats.resent += 1
+            await self._send_frame(session, seq, frame)
 
     async def _replayer(self, session: _Session) -> None:
         bucket = TokenBucket(self.config.replay_rate, burst=max(1.0, self.config.replay_rate))
@@ -328,7 +321,7 @@ class AgentConnection:
             )
             return
         if frame.code == "retry" or frame.retry:
-            session.resend.put_nowait(frame.seq)  # not durable yet: send it again
+            session.live.put_nowait((frame.seq, None))  # not durable yet: send it again
             return
         # Refused as invalid: it would be refused again on every replay, so it leaves the spool.
         log.error(

@@ -203,8 +203,7 @@ class Fleet:
             log.error("sim-%d: %s; this simulated agent stops", index, exc)
         finally:
             sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            await asyncio.gather(sampler, return_exceptions=True)
 
     async def _sample(
         self, walk: Walk, spool: MemorySpool, conn: AgentConnection, stop: asyncio.Event
