@@ -91,11 +91,17 @@ def serve(port_out: Any, counter: Any) -> None:
     asyncio.run(main())
 
 
+def spread(agents: int) -> float:
+    """The simulator's start spread: about 100 new connections a second, as a fleet arriving."""
+    return max(5.0, agents / 100)
+
+
 def run_one(argv: list[str], counter: Any, agents: int, args: argparse.Namespace) -> dict[str, float]:
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         p = psutil.Process(proc.pid)
-        time.sleep(args.warmup)  # connects spread over the start, then steady state
+        # Measured once every agent had time to connect and replay its first samples.
+        time.sleep(spread(agents) + args.warmup)
         c0, n0, t0 = sum(p.cpu_times()[:2]), counter.value, time.monotonic()
         rss = []
         while time.monotonic() - t0 < args.seconds:
@@ -123,7 +129,7 @@ def main() -> None:
     )
     parser.add_argument("--agents", type=int, nargs="+", default=[250, 500, 1000, 2000])
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=25.0, help="seconds after the start spread")
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
     ports: Any = multiprocessing.Queue()
@@ -132,7 +138,9 @@ def main() -> None:
     server.start()
     port = ports.get(timeout=30)
     url = f"ws://127.0.0.1:{port}/api/v1/agents/ws"
-    print(f"interval {args.interval:g} s; {args.seconds:g} s measured after {args.warmup:g} s warm-up")
+    print(
+        f"interval {args.interval:g} s; {args.seconds:g} s measured, {args.warmup:g} s after the start spread"
+    )
     print(
         f"{'agents':>7} {'what':<10} {'frames/s':>9} {'expected':>9} {'CPU % core':>11} {'peak RSS MiB':>13}"
     )
@@ -143,7 +151,7 @@ def main() -> None:
             keys.write_text("".join(f"fpk_sim_{i}\n" for i in range(n)))
             sim = [sys.executable, "-m", "agent", "simulate", "--agents", str(n), "--keys-file", str(keys)]
             sim += ["--server-url", url, "--interval", str(args.interval), "--churn-seconds", "0"]
-            sim += ["--startup-spread", str(min(10.0, args.warmup / 2)), "--report-seconds", "3600"]
+            sim += ["--startup-spread", str(spread(n)), "--report-seconds", "3600"]
             raw = [sys.executable, "-c", RAW_CLIENTS, str(n), str(args.interval), url]
             r_raw = run_one(raw, counter, n, args)
             r_sim = run_one(sim, counter, n, args)
