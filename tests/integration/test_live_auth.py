@@ -209,3 +209,23 @@ async def test_ping_pong_and_client_mistakes_keep_the_socket_open(
         await c.send({"type": "ping", "id": "abc"})
         pong = _valid(await c.until(lambda f: f["type"] == "pong"))
         assert pong["id"] == "abc"
+
+
+async def test_without_kafka_the_api_starts_and_sockets_are_told_to_reconnect_later(
+    common_settings: CommonSettings, db: psycopg.AsyncConnection[Any]
+) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on: Kafka "down"
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    no_kafka = common_settings.model_copy(update={"kafka_bootstrap": dead})
+    live = LiveSettings(kafka_timeout_seconds=1.0)
+    user = await add_user(db)
+    server = await add_server(db, user)
+    # Only the live part: the REST side's own producer needs Kafka to start.
+    async with ApiServer(no_kafka, live, full_app=False) as api:
+        assert not api.live.reader.running
+        async with client(api.url("metrics", server), {"type": "auth", "token": api.token(user)}) as c:
+            assert await c.closed() == CloseCode.UNAVAILABLE
+        assert CloseCode(CloseCode.UNAVAILABLE).may_reconnect
