@@ -71,7 +71,7 @@ async def test_a_worker_killed_while_an_alert_is_pending_neither_loses_nor_dupli
     assert fired == {rows[0]["episode_id"]}  # replays after the kill may repeat it, never a new one
 
 
-async def test_two_workers_and_rebalances_neither_lose_nor_duplicate_episodes(env: AlertEnv) -> None:
+async def test_two_workers_and_a_rebalance_neither_lose_nor_duplicate_episodes(env: AlertEnv) -> None:
     dsn = env.common.database_url
     app_id = f"alerts-rebalance-{uuid.uuid4().hex[:6]}"
     owner, servers = await add_owner_with_servers(dsn, 8)  # spread over the 4 partitions
@@ -100,15 +100,9 @@ async def test_two_workers_and_rebalances_neither_lose_nor_duplicate_episodes(en
         assert sorted((r["server_id"], r["started_at"], r["fired_at"]) for r in firing) == sorted(
             (s, at(0), at(60)) for s in servers
         )
-        c = env.worker(app_id).start()  # and back: partitions move again
-        await wait_for(
-            "the new worker in the group",
-            lambda: _members_are(env.common.kafka_bootstrap, env.prefix + app_id, 2),
-            workers=[b, c],
-            within=120,
-        )
+        # The survivor resolves what the killed worker saw begin.
         await bus.samples([make_sample(s, t, 50) for t in (80, 90) for s in servers])
-        await asyncio.gather(*(sentinel.mark(95, [b, c], within=180, cpu=50) for sentinel in sentinels))
+        await asyncio.gather(*(sentinel.mark(95, [b], within=180, cpu=50) for sentinel in sentinels))
     rows = await episodes(dsn, rule.rule_id)
     assert sorted((r["server_id"], r["state"], r["started_at"], r["resolved_at"]) for r in rows) == sorted(
         (s, "resolved", at(0), at(80)) for s in servers
