@@ -9,6 +9,7 @@ topic namespace of its own, so tests never see `make run`'s data, nor it theirs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -65,17 +66,33 @@ def postgres_admin_dsn() -> str:
     return ADMIN_DSN
 
 
+@contextlib.contextmanager
+def _migrated_database(admin_dsn: str, label: str) -> Iterator[str]:
+    name = f"fp_test_{label}{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = _dsn_for(name)
+    try:
+        migrate.apply(dsn)
+        yield dsn
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="session")
 def database_url(postgres_admin_dsn: str) -> Iterator[str]:
     """A fresh, migrated database for this test session, dropped at the end."""
-    name = f"fp_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = _dsn_for(name)
-    migrate.apply(dsn)
-    yield dsn
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _migrated_database(postgres_admin_dsn, "") as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def private_database(postgres_admin_dsn: str) -> Iterator[str]:
+    """A fresh, migrated database for one test: for tests whose assertions (or whose effects,
+    such as dropping chunks) span whole tables, which other tests' rows would disturb."""
+    with _migrated_database(postgres_admin_dsn, "own_") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

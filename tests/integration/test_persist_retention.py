@@ -1,11 +1,11 @@
 """Retention drops, with drop_chunks on the app's timer, only what is older than each tier's
-setting. It runs on a database of its own: dropping chunks of a shared one would take other
-tests' old rows with it."""
+setting. It runs on a database of its own (`private_database`): dropping chunks of a shared one
+would take other tests' old rows with it."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 import pytest
 
-from ops import migrate
 from schemas.canonical import utcnow
 from schemas.settings import CommonSettings, Environment
 from stream_processors.db import Database
@@ -25,20 +24,8 @@ Conn = psycopg.AsyncConnection[tuple[object, ...]]
 
 
 @pytest.fixture
-def own_database(postgres_admin_dsn: str) -> Iterator[str]:
-    name = f"fp_test_retention_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = postgres_admin_dsn.rpartition("/")[0] + f"/{name}"
-    migrate.apply(dsn)
-    yield dsn
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-async def conn(own_database: str) -> AsyncIterator[Conn]:
-    connection = await psycopg.AsyncConnection.connect(own_database, autocommit=True)
+async def conn(private_database: str) -> AsyncIterator[Conn]:
+    connection = await psycopg.AsyncConnection.connect(private_database, autocommit=True)
     try:
         yield connection
     finally:
@@ -51,7 +38,7 @@ def settings_for(dsn: str, tmp_path: Path, **values: Any) -> ProcessorSettings:
 
 
 async def test_each_tier_drops_only_what_is_older_than_its_setting(
-    conn: Conn, own_database: str, tmp_path: Path
+    conn: Conn, private_database: str, tmp_path: Path
 ) -> None:
     server = uuid.uuid4()
     now = utcnow()
@@ -77,7 +64,7 @@ async def test_each_tier_drops_only_what_is_older_than_its_setting(
             )
 
     settings = settings_for(
-        own_database,
+        private_database,
         tmp_path,
         retention_raw=timedelta(days=7),
         retention_interval_seconds=0.2,
