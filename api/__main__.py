@@ -7,6 +7,7 @@ process, on the API's port: the small-deployment mode that `make run` uses.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import uvicorn
 
@@ -20,11 +21,7 @@ def main(argv: list[str] | None = None) -> None:
         "--with-ingest", action="store_true", help="also serve ingest (the agent socket) on this port"
     )
     args = parser.parse_args(argv)
-    settings = ApiSettings()
-    if args.with_ingest:
-        _serve_combined(settings)
-        return
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.Server(server_config(ApiSettings(), with_ingest=args.with_ingest)).run()
 
 
 def server() -> None:
@@ -32,26 +29,36 @@ def server() -> None:
     main(["--with-ingest"])
 
 
-def _serve_combined(settings: ApiSettings) -> None:
-    from ingest.settings import IngestSettings
+def server_config(settings: ApiSettings, *, with_ingest: bool) -> uvicorn.Config:
+    """The uvicorn server for the API alone or with ingest. Sockets use the sans-I/O websockets
+    implementation (it honours the ping settings and is not deprecated); the transport's frame
+    cap sits above the apps' own limits, which refuse, count and close with the protocol's codes."""
+    app: Any
+    max_frame = settings.live.max_frame_bytes
+    ping_interval, ping_timeout = settings.ws_ping_interval, settings.ws_ping_timeout
+    if with_ingest:
+        from ingest.settings import IngestSettings
 
-    from .combined import create_combined_app
+        from .combined import create_combined_app
 
-    ingest_settings = IngestSettings(common=settings.common)
-    app = create_combined_app(settings, ingest_settings)
-    # The agent socket's transport settings, as ingest's own server sets them.
-    config = uvicorn.Config(
+        ingest_settings = IngestSettings(common=settings.common)
+        app = create_combined_app(settings, ingest_settings)
+        max_frame = max(max_frame, ingest_settings.max_frame_bytes)
+        # Agents are the peers whose silence matters most: their heartbeat settings win.
+        ping_interval, ping_timeout = ingest_settings.ws_ping_interval, ingest_settings.ws_ping_timeout
+    else:
+        app = create_app(settings)
+    return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
         log_level="info",
-        ws_ping_interval=ingest_settings.ws_ping_interval,
-        ws_ping_timeout=ingest_settings.ws_ping_timeout,
-        ws_max_size=4 * ingest_settings.max_frame_bytes,
         ws="websockets-sansio",
+        ws_ping_interval=ping_interval,
+        ws_ping_timeout=ping_timeout,
+        ws_max_size=4 * max_frame,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

@@ -20,6 +20,9 @@ class ApiSettings(BaseSettings):
     live: LiveSettings = Field(default_factory=LiveSettings)  # the frontend sockets' limits
     host: str = "127.0.0.1"
     port: int = 8000
+    # Protocol-level pings on the frontend sockets detect dead browsers (uvicorn's settings).
+    ws_ping_interval: float = Field(default=20.0, gt=0)
+    ws_ping_timeout: float = Field(default=20.0, gt=0)
 
     # Database pool (asyncpg), owned by the lifespan.
     db_pool_min: int = Field(default=1, ge=0, le=100)
