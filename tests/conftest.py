@@ -107,11 +107,26 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture(scope="session")
-def topic_prefix(kafka_bootstrap: str) -> str:
-    """A topic namespace for this test session, with every topic created in it."""
+def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
+    """A topic namespace for this test session, with every topic created in it; the topics are
+    deleted at the end so a developer's broker does not collect them run after run."""
     prefix = f"test-{uuid.uuid4().hex[:8]}."
     asyncio.run(ensure_topics(kafka_bootstrap, prefix, TEST_PARTITIONS))
-    return prefix
+    yield prefix
+    asyncio.run(_delete_topics(kafka_bootstrap, prefix))
+
+
+async def _delete_topics(bootstrap: str, prefix: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
 
 
 @pytest.fixture
