@@ -120,8 +120,10 @@ def register_engine(
 
     @app.agent(metrics_topic, name="alerts-evaluate")
     async def evaluate(stream: Any) -> None:
-        await resources.wait_ready()
         async for event in stream.events():
+            # Waited for inside the iteration, not before it: an agent that is not iterating
+            # its stream while faust assigns and seeks partitions was seen never to get events.
+            await resources.wait_ready()
             try:
                 sample = METRIC_SAMPLE.validate_json(event.value)
             except ValidationError:
@@ -138,8 +140,8 @@ def register_engine(
 
     @app.agent(ticks_topic, name="alerts-ticks")
     async def ticks(stream: Any) -> None:
-        await resources.wait_ready()
         async for event in stream.events():
+            await resources.wait_ready()
             key = event.key
             try:
                 server_id = uuid.UUID(key.decode())

@@ -80,8 +80,8 @@ def register_notifier(app: faust.App, resources: AlertResources, *, prefix: str)
 
     @app.agent(alerts_topic, name="alerts-sink")
     async def sink(stream: Any) -> None:
-        await resources.wait_ready()
         async for values in stream.take(BATCH, within=BATCH_WITHIN):
+            await resources.wait_ready()  # inside the iteration: see engine.evaluate
             events: list[AlertEvent] = []
             for raw in values:
                 try:
