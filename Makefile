@@ -39,7 +39,7 @@ migrate: services-start
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy $(wildcard $(PACKAGES)) tests
+	$(VENV)/bin/mypy $(wildcard $(PACKAGES)) tests bench
 
 test-unit: setup
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
