@@ -85,27 +85,34 @@ async def run_command(policy: CommandPolicy, command: str) -> CommandOutcome:
     truncated = timed_out = False
 
     async def read_capped() -> None:
+        # Reads to EOF in every case: past the cap the rest is discarded, not left in the pipe.
+        # On Python 3.11 `proc.wait()` returns only once the pipes are closed, so output left
+        # unread would make a killed command look like one that timed out.
         nonlocal truncated
         assert proc.stdout is not None
         while chunk := await proc.stdout.read(65536):
-            room = policy.max_output_bytes - len(buf)
+            room = max(0, policy.max_output_bytes - len(buf))
             buf.extend(chunk[:room])
-            if len(chunk) > room:
+            if len(chunk) > room and not truncated:
                 truncated = True
                 _kill_group(proc)  # enough: a command that prints without end must not run on
-                return
 
     try:
         await asyncio.wait_for(read_capped(), policy.timeout_seconds)
         await asyncio.wait_for(proc.wait(), max(0.1, policy.timeout_seconds - (time.monotonic() - started)))
     except TimeoutError:
-        timed_out = True
+        # A capped command was killed by us: reaping it late (a loaded machine) is no timeout.
+        timed_out = not truncated
         _kill_group(proc)
     finally:
         if proc.returncode is None:
             _kill_group(proc)
-        # Reaped in every case (and its pipe closed), so no zombie and no open transport is left.
-        await proc.wait()
+        # The group is dead: drain what is left in the pipe, then reap, so no zombie and no open
+        # transport is left. Both bounded: a child that escaped the group may hold the pipe open.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_discard(proc), 5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(proc.wait(), 5)
     output = buf.decode("utf-8", "replace")
     error = None
     if timed_out:
@@ -121,6 +128,12 @@ async def run_command(policy: CommandPolicy, command: str) -> CommandOutcome:
         timed_out=timed_out,
         truncated=truncated,
     )
+
+
+async def _discard(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdout is not None
+    while await proc.stdout.read(65536):
+        pass
 
 
 def check_unix_socket() -> None:

@@ -91,6 +91,16 @@ async def test_output_is_capped_and_an_endless_printer_is_stopped() -> None:
     assert out.error is not None and "1000 bytes" in out.error
 
 
+async def test_a_burst_past_the_cap_is_not_mistaken_for_a_timeout() -> None:
+    # Several endless printers at once: each is capped and reported as capped, never as timed
+    # out (a capped command's reaping once ran into the timeout on a loaded machine).
+    printer = f"{PY} -c \"import sys; [sys.stdout.write('y' * 65536) for _ in iter(int, 1)]\""
+    outs = await asyncio.gather(*(run_command(policy(r".*", cap=2000, timeout=8), printer) for _ in range(8)))
+    for out in outs:
+        assert out.truncated and not out.timed_out, out.error
+        assert len(out.output.encode()) == 2000 and out.exit_code != TIMED_OUT_EXIT
+
+
 async def test_missing_program_is_a_clear_failure() -> None:
     out = await run_command(policy(r".*"), "no-such-program-fleetpulse --x")
     assert out.exit_code == 127
