@@ -151,18 +151,23 @@ def wait_healthy(child: Child, timeout: float = 120.0) -> float:
     raise SystemExit(f"{child.name} did not answer {child.health_url} within {timeout:.0f} s")
 
 
+STOP_GRACE_SECONDS = 20.0
+
+
 def stop_all(running: list[Child], *, stop_services: bool) -> None:
-    # Reverse start order: the agents stop first, then what consumes their data.
+    # Reverse start order: the agents stop first, then what consumes their data. One grace
+    # period for all of them (not one each), so Ctrl-C always ends within it.
     for child in reversed(running):
         if child.proc and child.proc.poll() is None:
             child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
     for child in reversed(running):
         if child.proc is None:
             continue
         try:
-            child.proc.wait(timeout=20)
+            child.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            say(f"  {child.name} did not stop within 20 s: killed")
+            say(f"  {child.name} did not stop within {STOP_GRACE_SECONDS:g} s of the signal: killed")
             child.proc.kill()
             child.proc.wait()
     if stop_services:
@@ -291,6 +296,9 @@ def main() -> None:
         raise KeyboardInterrupt  # SIGTERM stops everything as Ctrl-C does, whatever step is running
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    # Ctrl-C must stop everything even when SIGINT came in ignored (a job started in the
+    # background of a non-interactive shell inherits SIG_IGN, and Python then keeps it).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     try:
