@@ -94,23 +94,7 @@ async def raw_copy(dsn: str, samples: list[MetricSample]) -> float:
                 (
                     "metrics",
                     db._METRIC_COLUMNS,
-                    [
-                        (
-                            m.server_id,
-                            m.time,
-                            m.cpu_percent,
-                            m.memory_percent,
-                            m.memory_total_bytes,
-                            m.memory_used_bytes,
-                            m.load1,
-                            m.load5,
-                            m.load15,
-                            m.uptime_seconds,
-                            m.cpu_cores,
-                            m.received_at,
-                        )
-                        for m in samples
-                    ],
+                    [db.metric_row(m) for m in samples],
                 ),
                 (
                     "metric_disks",

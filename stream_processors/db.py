@@ -253,6 +253,24 @@ async def write_batch(
         )
 
 
+def metric_row(m: MetricSample) -> tuple[object, ...]:
+    """A sample as a row of `metrics`, in the order of `_METRIC_COLUMNS`."""
+    return (
+        m.server_id,
+        m.time,
+        m.cpu_percent,
+        m.memory_percent,
+        m.memory_total_bytes,
+        m.memory_used_bytes,
+        m.load1,
+        m.load5,
+        m.load15,
+        m.uptime_seconds,
+        m.cpu_cores,
+        m.received_at,
+    )
+
+
 async def _write_metrics(
     conn: Conn, metrics: Sequence[MetricSample], rollup_horizon: datetime, stale_after: timedelta
 ) -> None:
@@ -260,23 +278,7 @@ async def _write_metrics(
         conn,
         "stage_metrics",
         _METRIC_COLUMNS,
-        [
-            (
-                m.server_id,
-                m.time,
-                m.cpu_percent,
-                m.memory_percent,
-                m.memory_total_bytes,
-                m.memory_used_bytes,
-                m.load1,
-                m.load5,
-                m.load15,
-                m.uptime_seconds,
-                m.cpu_cores,
-                m.received_at,
-            )
-            for m in metrics
-        ],
+        [metric_row(m) for m in metrics],
     )
     await _copy(
         conn,
