@@ -33,7 +33,8 @@ die() { log "error: $*"; exit 1; }
 
 # PostgreSQL refuses to run as root: as root, its commands run as the `postgres` user.
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  # From / : the caller's working directory may be one postgres cannot enter.
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -143,8 +144,35 @@ cmd_setup() {
 
 pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" status >/dev/null 2>&1; }
 
+# As root the cluster runs as `postgres`, which must reach the data directory. When the checkout
+# sits below a folder it cannot enter (a 700 home directory, say), the cluster lives in postgres's
+# home instead, in a folder named after this state folder, and the state folder links to it.
+# Every path postgres is given is the resolved one (it cannot pass through the state folder).
+PG_RESOLVED=0
+resolve_pg_dir() {
+  [ "$PG_RESOLVED" = 1 ] && return 0
+  PG_RESOLVED=1
+  local link=$STATE/postgres
+  if [ -L "$link" ]; then PG_DIR=$(readlink -f "$link"); return 0; fi
+  [ "$(id -u)" = 0 ] || return 0
+  mkdir -p "$STATE"
+  runuser -u postgres -- test -x "$STATE" && return 0
+  local home target
+  home=$(getent passwd postgres | cut -d: -f6)
+  target="$home/fleetpulse-$(printf '%s' "$STATE" | sha256sum | cut -c1-12)"
+  log "postgres cannot enter $STATE: the cluster lives in $target"
+  if [ -e "$link" ]; then
+    # Only an empty leftover may be replaced by the link: never delete a cluster.
+    rm -rf "$link/run" && rmdir "$link" 2>/dev/null || die "$link is in the way of the link to $target"
+  fi
+  mkdir -p "$target" && chown postgres: "$target"
+  ln -s "$target" "$link"
+  PG_DIR=$target
+}
+
 start_postgres() {
   [ -n "$(tsdb_installed_version)" ] || die "TimescaleDB is not installed: run '$0 setup' first"
+  resolve_pg_dir
   mkdir -p "$PG_DIR/run"
   if [ "$(id -u)" = 0 ]; then chown -R postgres: "$PG_DIR"; fi
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
@@ -178,6 +206,7 @@ EOF
 }
 
 stop_postgres() {
+  resolve_pg_dir
   if pg_running; then
     as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast -w -t 60 stop >/dev/null && log "PostgreSQL stopped"
   else
@@ -268,6 +297,7 @@ stop_kafka() {
 # ---------------------------------------------------------------------------------------- main
 
 cmd_status() {
+  resolve_pg_dir
   if pg_running; then echo "postgres: running on 127.0.0.1:$PG_PORT (data $PG_DIR/data)"; else echo "postgres: stopped"; fi
   if kafka_running; then echo "kafka:    running on 127.0.0.1:$KAFKA_PORT (pid $(kafka_pid))"; else echo "kafka:    stopped"; fi
   echo "timescaledb: $(tsdb_installed_version || echo 'not installed')"
