@@ -99,30 +99,12 @@ async def raw_copy(dsn: str, samples: list[MetricSample]) -> float:
                 (
                     "metric_disks",
                     db._DISK_COLUMNS,
-                    [
-                        (m.server_id, m.time, d.mount, d.total_bytes, d.used_bytes, d.free_bytes, d.percent)
-                        for m in samples
-                        for d in m.disks
-                    ],
+                    db.disk_rows(samples),
                 ),
                 (
                     "metric_interfaces",
                     db._INTERFACE_COLUMNS,
-                    [
-                        (
-                            m.server_id,
-                            m.time,
-                            i.interface,
-                            i.bytes_sent,
-                            i.bytes_recv,
-                            i.packets_sent,
-                            i.packets_recv,
-                            i.errors_in,
-                            i.errors_out,
-                        )
-                        for m in samples
-                        for i in m.interfaces
-                    ],
+                    db.interface_rows(samples),
                 ),
             ):
                 names = ", ".join(n for n, _ in columns)

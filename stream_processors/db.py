@@ -271,6 +271,34 @@ def metric_row(m: MetricSample) -> tuple[object, ...]:
     )
 
 
+def disk_rows(metrics: Sequence[MetricSample]) -> list[tuple[object, ...]]:
+    """The samples' disks as rows of `metric_disks`, in the order of `_DISK_COLUMNS`."""
+    return [
+        (m.server_id, m.time, d.mount, d.total_bytes, d.used_bytes, d.free_bytes, d.percent)
+        for m in metrics
+        for d in m.disks
+    ]
+
+
+def interface_rows(metrics: Sequence[MetricSample]) -> list[tuple[object, ...]]:
+    """The samples' interfaces as rows of `metric_interfaces`, in the order of `_INTERFACE_COLUMNS`."""
+    return [
+        (
+            m.server_id,
+            m.time,
+            i.interface,
+            i.bytes_sent,
+            i.bytes_recv,
+            i.packets_sent,
+            i.packets_recv,
+            i.errors_in,
+            i.errors_out,
+        )
+        for m in metrics
+        for i in m.interfaces
+    ]
+
+
 async def _write_metrics(
     conn: Conn, metrics: Sequence[MetricSample], rollup_horizon: datetime, stale_after: timedelta
 ) -> None:
@@ -284,31 +312,13 @@ async def _write_metrics(
         conn,
         "stage_disks",
         _DISK_COLUMNS,
-        [
-            (m.server_id, m.time, d.mount, d.total_bytes, d.used_bytes, d.free_bytes, d.percent)
-            for m in metrics
-            for d in m.disks
-        ],
+        disk_rows(metrics),
     )
     await _copy(
         conn,
         "stage_interfaces",
         _INTERFACE_COLUMNS,
-        [
-            (
-                m.server_id,
-                m.time,
-                i.interface,
-                i.bytes_sent,
-                i.bytes_recv,
-                i.packets_sent,
-                i.packets_recv,
-                i.errors_in,
-                i.errors_out,
-            )
-            for m in metrics
-            for i in m.interfaces
-        ],
+        interface_rows(metrics),
     )
     for stage, table, columns in (
         ("stage_metrics", "metrics", _METRIC_COLUMNS),
