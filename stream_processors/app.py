@@ -14,6 +14,7 @@ import faust
 
 from .alerts.service import register_alerts
 from .db import Database
+from .faust_app import create_faust_app
 from .persist import PersistenceService
 from .retention import RetentionService
 from .settings import ProcessorSettings
@@ -29,29 +30,15 @@ class Services:
 
 
 def create_app(settings: ProcessorSettings) -> faust.App:
-    common = settings.common
-    datadir = common.state_dir / "faust" / settings.app_id
-    # faust creates only the last level of its data directory: a fresh state folder needs the rest.
-    datadir.parent.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        f"{common.topic_prefix}{settings.app_id}",
-        broker=f"kafka://{common.kafka_bootstrap}",
-        # Never the pickle codec: values are raw bytes, decoded by schemas' TypeAdapters.
-        value_serializer="raw",
-        key_serializer="raw",
+    app = create_faust_app(
+        settings.common,
+        app_id=settings.app_id,
         web_port=settings.web_port,
-        web_host="127.0.0.1",
-        datadir=str(datadir),
-        topic_partitions=common.topic_partitions,
-        topic_replication_factor=1,
-        producer_acks=-1,
-        # A killed worker's place in faust's own group is given up after this long (faust's
-        # default, 60 s, would hold a restarted worker's start for a minute).
-        broker_session_timeout=settings.kafka_session_timeout_ms / 1000,
-        broker_heartbeat_interval=settings.kafka_heartbeat_interval_ms / 1000,
+        session_timeout_seconds=settings.kafka_session_timeout_ms / 1000,
+        heartbeat_interval_seconds=settings.kafka_heartbeat_interval_ms / 1000,
     )
     services = install_services(app, settings)
-    register_alerts(app, common, settings.alerts)
+    register_alerts(app, settings.common, settings.alerts)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:

@@ -121,8 +121,8 @@ def register_engine(
     @app.agent(metrics_topic, name="alerts-evaluate")
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():
-            # Waited for inside the iteration, not before it: an agent that is not iterating
-            # its stream while faust assigns and seeks partitions was seen never to get events.
+            # Nothing is evaluated before the rules are loaded (the resources start after
+            # faust's recovery, so the first events can arrive before them).
             await resources.wait_ready()
             try:
                 sample = METRIC_SAMPLE.validate_json(event.value)

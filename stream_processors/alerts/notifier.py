@@ -81,7 +81,7 @@ def register_notifier(app: faust.App, resources: AlertResources, *, prefix: str)
     @app.agent(alerts_topic, name="alerts-sink")
     async def sink(stream: Any) -> None:
         async for values in stream.take(BATCH, within=BATCH_WITHIN):
-            await resources.wait_ready()  # inside the iteration: see engine.evaluate
+            await resources.wait_ready()  # the pool and HTTP client start after faust's recovery
             events: list[AlertEvent] = []
             for raw in values:
                 try:

@@ -15,6 +15,7 @@ import mode
 from schemas import topics
 from schemas.settings import CommonSettings
 
+from ..faust_app import create_faust_app
 from .engine import register_engine
 from .evaluation import RuleSpec
 from .notifier import register_notifier
@@ -78,22 +79,12 @@ def create_alert_app(
     code_rules: list[RuleSpec] | None = None,
 ) -> faust.App:
     """A faust worker that runs only alerting: the same conventions as the processors' app."""
-    datadir = common.state_dir / "faust" / app_id
-    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    app = faust.App(
-        f"{common.topic_prefix}{app_id}",
-        broker=f"kafka://{common.kafka_bootstrap}",
-        # Never the pickle codec: values are raw bytes, decoded by schemas' TypeAdapters.
-        value_serializer="raw",
-        key_serializer="raw",
+    app = create_faust_app(
+        common,
+        app_id=app_id,
         web_port=web_port,
-        web_host="127.0.0.1",
-        datadir=str(datadir),
-        topic_partitions=common.topic_partitions,
-        topic_replication_factor=1,
-        producer_acks=-1,
-        broker_session_timeout=settings.session_timeout_seconds,
-        broker_heartbeat_interval=settings.heartbeat_interval_seconds,
+        session_timeout_seconds=settings.session_timeout_seconds,
+        heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
     )
 
     @app.page("/health")
