@@ -1,25 +1,37 @@
-"""The faust app every processor runs on: one set of conventions, and one correction to faust.
+"""The faust app every processor runs on: one set of conventions, and two corrections to faust.
 
 Conventions: raw bytes on every topic (decoded by `schemas/`' TypeAdapters, never pickle), acks
 from every replica, faust's web server on loopback, state under `state_dir/faust/<app id>`.
 
-The correction: faust (faust-streaming 0.15) empties every stream buffer each time flow control
-is resumed, and its recovery resumes flow twice: once when it starts reading the changelogs, and
-again after it has resumed the stream partitions and seeked them to their committed offsets.
-Records fetched between those two calls reach an agent's buffer and are then emptied out of it,
-while the consumer's position is already past them. The agent never sees them, their offsets are
-never acknowledged, and committing stops at the first of them; with a single lost record, faust's
-commit can even skip it for good (faust-streaming issues #596 and #606). This was the alert
-worker "stall" after a restart or a rebalance.
+Both corrections are races in faust-streaming 0.15's recovery after a rebalance. Each made a
+worker drop records it had fetched while the consumer's position was already past them: the
+agent never saw them, their offsets were never acknowledged and committing stopped at the first
+of them (the alert worker "stall" after a restart or a rebalance; faust-streaming issue #596).
 
-`FlowControl` empties the buffers only when flow really resumes after a suspension, which is what
-the clearing is for: dropping records fetched before a rebalance, for partitions that may now be
-someone else's. faust also empties them explicitly when a rebalance starts.
+1. Buffers emptied twice. faust empties every stream buffer whenever flow control resumes, and
+   recovery resumes it twice: when it starts reading the changelogs, and again after seeking the
+   stream partitions to their committed offsets. Records fetched during that seek were emptied
+   out. `FlowControl` empties the buffers only when flow resumes after a real suspension, which
+   is what the clearing is for (records fetched before a rebalance; faust also empties the
+   buffers when a rebalance starts).
+2. An empty set means "every partition". faust hands its live set of active partitions to
+   aiokafka's `fetched_records` and filters the result with the same set. When recovery pauses
+   the changelog partitions during a fetch the set becomes empty, which aiokafka reads as "no
+   filter": it returns the stream partitions' records, faust discards them as inactive, and
+   the seek that follows recovery does not rewind a partition with no committed offset (a
+   worker killed before its first commit). `Consumer` passes a copy of the set instead, so
+   records of partitions faust did not ask for stay in aiokafka's buffer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Set
+
 import faust
+from faust.transport.consumer import RecordMap
+from faust.transport.drivers import aiokafka as aiokafka_driver
+from faust.types import TP
+from faust.types.transports import TransportT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -37,12 +49,28 @@ class FlowControl(FlowControlEvent):
             self.clear()
 
 
+class Consumer(aiokafka_driver.Consumer):
+    """faust's aiokafka consumer, fetching for a fixed copy of the active partitions."""
+
+    # The signature is faust's (hence the `timeout` argument).
+    async def _getmany(self, active_partitions: Set[TP] | None, timeout: float) -> RecordMap:  # noqa: ASYNC109
+        snapshot = None if active_partitions is None else set(active_partitions)
+        return await super()._getmany(snapshot, timeout)
+
+
+class Transport(aiokafka_driver.Transport):
+    Consumer = Consumer
+
+
 class App(faust.App):
-    """A faust app with `FlowControl` (see the module's docstring)."""
+    """A faust app with `FlowControl` and `Consumer` (see the module's docstring)."""
 
     @cached_property
     def flow_control(self) -> FlowControlEvent:
         return FlowControl(loop=self.loop)
+
+    def _new_transport(self) -> TransportT:
+        return Transport(self.conf.broker_consumer, self)
 
 
 def create_faust_app(
