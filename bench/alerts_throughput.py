@@ -36,6 +36,7 @@ from schemas.canonical import METRIC_SAMPLE, DiskSample, InterfaceSample, Metric
 from stream_processors.alerts.engine import decode_states, evaluate_for_server
 from stream_processors.alerts.evaluation import spec_from_rule
 from tests.support.alerts import T0, Bus, new_env, wait_for
+from tests.support.topics import delete_topics
 
 ADMIN_DSN = "postgresql://fleetpulse@127.0.0.1:15432/postgres"
 BOOTSTRAP = "127.0.0.1:19092"
@@ -157,9 +158,10 @@ async def bench_worker(
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    prefix = f"bench-alerts-{uuid.uuid4().hex[:8]}."
     try:
         migrate.apply(dsn)
-        env = await new_env(dsn, BOOTSTRAP, tmp)
+        env = await new_env(dsn, BOOTSTRAP, tmp, prefix)
         async with Bus(env) as bus:
             for rs in rules.values():
                 for r in rs:
@@ -188,6 +190,7 @@ async def bench_worker(
             worker.stop()
         return rate, baseline
     finally:
+        await delete_topics(BOOTSTRAP, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

@@ -32,6 +32,7 @@ from ops import migrate
 from ops.topics import ensure_topics
 from schemas import apikeys, topics
 from schemas.canonical import MetricSample
+from tests.support.topics import delete_topics
 
 BOOTSTRAP = os.environ.get("FLEETPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 ADMIN_DSN = os.environ.get("FLEETPULSE_TEST_ADMIN_DSN", "postgresql://fleetpulse@127.0.0.1:15432/postgres")
@@ -206,6 +207,7 @@ async def main() -> None:
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+        await delete_topics(BOOTSTRAP, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 

@@ -255,6 +255,7 @@ def main() -> None:
     from ops import migrate
     from ops.topics import ensure_topics
     from schemas import tokens
+    from tests.support.topics import delete_topics
 
     name = f"bench_live_{uuid.uuid4().hex[:8]}"
     prefix = f"bench-live-{uuid.uuid4().hex[:8]}."
@@ -339,6 +340,7 @@ def main() -> None:
         for child in children:
             child.terminate()
             child.wait(30)
+        asyncio.run(delete_topics(KAFKA, prefix))
         with psycopg.connect(ADMIN_DSN, autocommit=True) as c:
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

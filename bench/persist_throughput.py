@@ -34,6 +34,7 @@ from stream_processors import db
 from stream_processors.db import Database
 from stream_processors.persist import PersistenceService
 from stream_processors.settings import ProcessorSettings
+from tests.support.topics import delete_topics
 
 TABLES = ("metrics", "metric_disks", "metric_interfaces", "metric_rollups_1m", "metric_rollups_1h")
 
@@ -179,9 +180,9 @@ async def main() -> None:
     with psycopg.connect(args.admin_dsn, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     dsn = args.admin_dsn.rpartition("/")[0] + f"/{name}"
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
     try:
         migrate.apply(dsn)
-        prefix = f"bench-{uuid.uuid4().hex[:8]}."
         await ensure_topics(args.kafka, prefix, 4)
         samples = make_samples(args.servers, args.samples)
         rows = rows_of(samples)
@@ -210,6 +211,7 @@ async def main() -> None:
                 f"ratio to raw COPY {copy_s / seconds:5.2f}"
             )
     finally:
+        await delete_topics(args.kafka, prefix)
         with psycopg.connect(args.admin_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

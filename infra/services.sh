@@ -263,8 +263,9 @@ start_kafka() {
   fi
   local t0=$SECONDS
   : >"$KAFKA_DIR/broker.out"
-  # Many topics x 12 partitions: the broker keeps a few descriptors per segment.
-  ulimit -n 65536 2>/dev/null || true
+  # Many topics x 12 partitions: the broker keeps a few descriptors per segment. Ask for 65536,
+  # or for as many as the hard limit allows.
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
   nohup java -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KAFKA_DIR/logs" "$log4j" -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" \

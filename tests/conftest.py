@@ -21,6 +21,7 @@ import pytest
 from ops import migrate
 from ops.topics import ensure_topics
 from schemas.settings import CommonSettings, Environment
+from tests.support.topics import SESSION_PREFIX, delete_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -108,25 +109,12 @@ def kafka_bootstrap() -> str:
 
 @pytest.fixture(scope="session")
 def topic_prefix(kafka_bootstrap: str) -> Iterator[str]:
-    """A topic namespace for this test session, with every topic created in it; the topics are
-    deleted at the end so a developer's broker does not collect them run after run."""
-    prefix = f"test-{uuid.uuid4().hex[:8]}."
-    asyncio.run(ensure_topics(kafka_bootstrap, prefix, TEST_PARTITIONS))
-    yield prefix
-    asyncio.run(_delete_topics(kafka_bootstrap, prefix))
-
-
-async def _delete_topics(bootstrap: str, prefix: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [name for name in await admin.list_topics() if name.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    """The topic namespace of this test session, with every topic created in it; the topics are
+    deleted at the end, those of the tests' own namespaces included."""
+    asyncio.run(ensure_topics(kafka_bootstrap, SESSION_PREFIX, TEST_PARTITIONS))
+    yield SESSION_PREFIX
+    # Every test's own namespace (tests/support/topics.py) is inside this one.
+    asyncio.run(delete_topics(kafka_bootstrap, SESSION_PREFIX))
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ every produce to it fail until it is created again.
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -20,6 +19,7 @@ from schemas.settings import CommonSettings
 from tests.conftest import TEST_PARTITIONS
 from tests.integration.test_ingest_socket import authed, make_settings, metrics_frame, recv
 from tests.support.ingest_harness import RunningIngest, TopicReader, create_key
+from tests.support.topics import sub_prefix
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.timeout(180)
 async def test_no_ack_and_a_retry_error_while_kafka_cannot_take_the_frame(
     common_settings: CommonSettings,
 ) -> None:
-    prefix = f"test-outage-{uuid.uuid4().hex[:8]}."
+    prefix = sub_prefix("outage")
     await ensure_topics(common_settings.kafka_bootstrap, prefix, TEST_PARTITIONS)
     common = common_settings.model_copy(update={"topic_prefix": prefix})
     key = await create_key(common.database_url, common.key_pepper.get_secret_value())

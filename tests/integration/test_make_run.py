@@ -23,6 +23,8 @@ import psutil
 import psycopg
 import pytest
 
+from tests.support.topics import sub_prefix
+
 ROOT = Path(__file__).resolve().parents[2]
 # The acceptance criterion: after `make run` is ready, watch shows history then live within this.
 WATCH_WITHIN_SECONDS = 30.0
@@ -111,7 +113,7 @@ def test_make_run_then_watch_shows_history_then_live_and_ctrl_c_stops_everything
     env.update(
         FLEETPULSE_DATABASE_URL=run_database,
         FLEETPULSE_KAFKA_BOOTSTRAP=kafka_bootstrap,
-        FLEETPULSE_TOPIC_PREFIX=f"test-makerun-{run_id}.",
+        FLEETPULSE_TOPIC_PREFIX=sub_prefix("makerun"),
         FLEETPULSE_TOPIC_PARTITIONS="4",
         FLEETPULSE_API_PORT=str(free_port()),
         FLEETPULSE_INGEST_PORT=str(free_port()),

@@ -27,6 +27,7 @@ from schemas import topics
 from schemas.alerts import AlertRule, rule_key
 from schemas.canonical import DiskSample, MetricSample
 from schemas.settings import CommonSettings, Environment
+from tests.support.topics import sub_prefix
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PARTITIONS = 4
@@ -148,8 +149,9 @@ class Worker:
             return ""
 
 
-async def new_env(database_url: str, kafka_bootstrap: str, tmp: Path) -> AlertEnv:
-    prefix = f"test-alerts-{uuid.uuid4().hex[:8]}."
+async def new_env(database_url: str, kafka_bootstrap: str, tmp: Path, prefix: str | None = None) -> AlertEnv:
+    """Topics in a namespace of their own (by default inside the test session's, deleted with it)."""
+    prefix = prefix or sub_prefix("alerts")
     await ensure_topics(kafka_bootstrap, prefix, PARTITIONS)
     common = CommonSettings(
         env=Environment.TEST,

@@ -30,6 +30,7 @@ from schemas.settings import CommonSettings, Environment
 from stream_processors.db import Database
 from stream_processors.persist import PersistenceService
 from stream_processors.settings import ProcessorSettings
+from tests.support.topics import sub_prefix
 
 PARTITIONS = 4
 
@@ -61,7 +62,7 @@ class PersistEnv:
 
 
 async def new_env(database_url: str, kafka_bootstrap: str, state_dir: Path) -> PersistEnv:
-    prefix = f"test-persist-{uuid.uuid4().hex[:8]}."
+    prefix = sub_prefix("persist")
     await ensure_topics(kafka_bootstrap, prefix, PARTITIONS)
     common = CommonSettings(
         env=Environment.TEST,
