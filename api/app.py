@@ -19,8 +19,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from . import db, expiry
+from . import expiry
 from .commands import CommandBroker
+from .db.errors import DatabaseUnavailable, InvalidData
+from .db.pool import close_pool, open_pool
 from .errors import ApiError
 from .kafka import Producer
 from .live.routes import LIVE_KEY
@@ -47,13 +49,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         common = settings.common
         async with AsyncExitStack() as stack:
-            pool = await db.open_pool(
+            pool = await open_pool(
                 common.database_url,
                 min_size=settings.db_pool_min,
                 max_size=settings.db_pool_max,
                 command_timeout=settings.db_command_timeout_seconds,
             )
-            stack.push_async_callback(db.close_pool, pool)
+            stack.push_async_callback(close_pool, pool)
             producer = Producer(common.kafka_bootstrap, common.topic_prefix)
             await producer.start()
             stack.push_async_callback(producer.stop)
@@ -98,12 +100,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
-    @app.exception_handler(db.InvalidData)
-    async def invalid_data(request: Request, exc: db.InvalidData) -> JSONResponse:
+    @app.exception_handler(InvalidData)
+    async def invalid_data(request: Request, exc: InvalidData) -> JSONResponse:
         return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
 
-    @app.exception_handler(db.DatabaseUnavailable)
-    async def database_unavailable(request: Request, exc: db.DatabaseUnavailable) -> JSONResponse:
+    @app.exception_handler(DatabaseUnavailable)
+    async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
     for module in (auth, servers, keys, history, commands, alerts, audit):

@@ -16,7 +16,9 @@ from starlette.requests import HTTPConnection
 
 from schemas import tokens
 
-from . import db
+from .db import servers as servers_db
+from .db import users as users_db
+from .db.pool import Pool, connection
 from .errors import Forbidden, NotFound, Unauthorized
 from .settings import ApiSettings
 from .state import Resources
@@ -32,13 +34,13 @@ def get_settings(conn: HTTPConnection) -> ApiSettings:
     return settings
 
 
-def get_pool(conn: HTTPConnection) -> db.Pool:
+def get_pool(conn: HTTPConnection) -> Pool:
     return get_resources(conn).pool
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
-PoolDep = Annotated[db.Pool, Depends(get_pool)]
+PoolDep = Annotated[Pool, Depends(get_pool)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +69,11 @@ def access_claims(settings: ApiSettings, token: str) -> tokens.TokenClaims:
         raise Unauthorized("token expired" if exc.expired else "invalid token") from exc
 
 
-async def user_for_token(settings: ApiSettings, pool: db.Pool, token: str) -> CurrentUser:
+async def user_for_token(settings: ApiSettings, pool: Pool, token: str) -> CurrentUser:
     """The active user an access token belongs to; sockets call this with the token they got."""
     claims = access_claims(settings, token)
-    async with db.connection(pool) as conn:
-        row = await db.get_user(conn, claims.subject)
+    async with connection(pool) as conn:
+        row = await users_db.get_user(conn, claims.subject)
     if row is None or not row["is_active"]:
         raise Unauthorized("user not found or inactive")
     return CurrentUser(
@@ -98,16 +100,18 @@ async def get_current_user(
 UserDep = Annotated[CurrentUser, Depends(get_current_user)]
 
 
-async def require_role(pool: db.Pool, user: CurrentUser, server_id: uuid.UUID, needed: db.Role) -> db.Role:
+async def require_role(
+    pool: Pool, user: CurrentUser, server_id: uuid.UUID, needed: servers_db.Role
+) -> servers_db.Role:
     """The user's role on the server, when it is at least `needed`.
 
     No role at all: 404 (the server is not revealed). A lower role: 404 too for a role below
     viewer, 403 otherwise (the user can see the server, so saying "not allowed" reveals nothing).
     """
-    async with db.connection(pool) as conn:
-        role = await db.server_role(conn, user.id, server_id)
+    async with connection(pool) as conn:
+        role = await servers_db.server_role(conn, user.id, server_id)
     if role is None:
         raise NotFound("server not found")
-    if not db.has_role(role, needed):
+    if not servers_db.has_role(role, needed):
         raise Forbidden(f"this needs the {needed} role on the server (you are {role})")
     return role

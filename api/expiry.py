@@ -15,16 +15,18 @@ from datetime import UTC, datetime
 
 from schemas.canonical import KeyRevocation
 
-from . import db
+from .db import keys as keys_db
+from .db.errors import DatabaseError
+from .db.pool import Pool, connection
 from .errors import ApiError
 from .kafka import Producer
 
 log = logging.getLogger(__name__)
 
 
-async def sweep_once(pool: db.Pool, producer: Producer, batch: int = 500) -> int:
-    async with db.connection(pool) as conn:
-        due = await db.due_expired_api_keys(conn, batch)
+async def sweep_once(pool: Pool, producer: Producer, batch: int = 500) -> int:
+    async with connection(pool) as conn:
+        due = await keys_db.due_expired_api_keys(conn, batch)
     if not due:
         return 0
     now = datetime.now(UTC)
@@ -32,15 +34,15 @@ async def sweep_once(pool: db.Pool, producer: Producer, batch: int = 500) -> int
         await producer.revoke_key(
             KeyRevocation(key_id=row["id"], server_id=row["server_id"], reason="expired", time=now)
         )
-    async with db.connection(pool) as conn:
-        await db.mark_api_keys_expired(conn, [row["id"] for row in due])
+    async with connection(pool) as conn:
+        await keys_db.mark_api_keys_expired(conn, [row["id"] for row in due])
     return len(due)
 
 
-async def run(pool: db.Pool, producer: Producer, interval: float) -> None:
+async def run(pool: Pool, producer: Producer, interval: float) -> None:
     while True:
         try:
             await sweep_once(pool, producer)
-        except (ApiError, db.DatabaseError, OSError) as exc:
+        except (ApiError, DatabaseError, OSError) as exc:
             log.warning("key expiry sweep failed, retrying in %.0f s: %s", interval, exc)
         await asyncio.sleep(interval)

@@ -16,7 +16,8 @@ from typing import Any
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import db
+from .db import audit as audit_db
+from .db.pool import connection
 from .state import Resources
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,8 @@ class ObserveMiddleware:
         server_id = state.get("audit_server_id") or _uuid(scope.get("path_params", {}).get("server_id"))
         client = scope.get("client")
         try:
-            async with db.connection(resources.pool) as conn:
-                await db.insert_audit(
+            async with connection(resources.pool) as conn:
+                await audit_db.insert_audit(
                     conn,
                     user_id=state.get("user_id"),
                     server_id=server_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .db import Pool
+from .db.pool import Pool
 from .ratelimit import RateLimiter
 from .settings import ApiSettings
 

@@ -16,7 +16,8 @@ from typing import Generic, Literal, TypeVar
 import asyncpg
 from pydantic import TypeAdapter
 
-from api import db as api_db
+from api.db.errors import DatabaseUnavailable
+from api.db.pool import Pool, connection
 from schemas.canonical import DiskSample, InterfaceSample
 
 from .errors import Unavailable
@@ -141,7 +142,7 @@ def _metric_row(r: asyncpg.Record) -> MetricRow:
 
 
 async def metrics_history(
-    pool: api_db.Pool,
+    pool: Pool,
     server_id: uuid.UUID,
     tp: TP,
     since: datetime,
@@ -152,7 +153,7 @@ async def metrics_history(
     offset of `tp` they are complete up to, read in one snapshot."""
     try:
         async with (
-            api_db.connection(pool) as conn,
+            connection(pool) as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             last = await conn.fetchval(_LAST_OFFSET, tp.topic, tp.partition)
@@ -160,21 +161,21 @@ async def metrics_history(
                 rows = await conn.fetch(_RAW_METRICS, server_id, since, limit)
             else:
                 rows = await conn.fetch(_ROLLUPS[resolution], server_id, since, limit)
-    except (api_db.DatabaseUnavailable, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+    except (DatabaseUnavailable, asyncpg.PostgresConnectionError, TimeoutError) as exc:
         raise Unavailable(f"database unavailable: {exc}") from exc
     return History(last, [_metric_row(r) for r in rows])
 
 
-async def logs_history(pool: api_db.Pool, server_id: uuid.UUID, tp: TP, limit: int) -> History[LogRow]:
+async def logs_history(pool: Pool, server_id: uuid.UUID, tp: TP, limit: int) -> History[LogRow]:
     """The server's newest `limit` log lines (oldest first) and the offset they are complete up to."""
     try:
         async with (
-            api_db.connection(pool) as conn,
+            connection(pool) as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
             last = await conn.fetchval(_LAST_OFFSET, tp.topic, tp.partition)
             rows = await conn.fetch(_LOGS, server_id, limit) if limit > 0 else []
-    except (api_db.DatabaseUnavailable, asyncpg.PostgresConnectionError, TimeoutError) as exc:
+    except (DatabaseUnavailable, asyncpg.PostgresConnectionError, TimeoutError) as exc:
         raise Unavailable(f"database unavailable: {exc}") from exc
     return History(
         last,

@@ -21,7 +21,10 @@ from typing import Literal
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from api import db as api_db
+from api.db import servers as servers_db
+from api.db import users as users_db
+from api.db.errors import DatabaseUnavailable
+from api.db.pool import Pool, connection
 from api.settings import ApiSettings
 from schemas import tokens
 from schemas.frontend_wire import (
@@ -81,7 +84,7 @@ class LiveSession:
         kind: Kind,
         server_id: str,
         service: LiveService,
-        pool: api_db.Pool,
+        pool: Pool,
         api_settings: ApiSettings,
     ) -> None:
         self.ws = websocket
@@ -178,10 +181,10 @@ class LiveSession:
             raise Close(CloseCode.NOT_FOUND, "server not found") from exc
         self.server_id = server_id
         try:
-            async with api_db.connection(self.pool) as conn:
-                user = await api_db.get_user(conn, claims.subject)
-                role = await api_db.server_role(conn, claims.subject, server_id)
-        except api_db.DatabaseUnavailable as exc:
+            async with connection(self.pool) as conn:
+                user = await users_db.get_user(conn, claims.subject)
+                role = await servers_db.server_role(conn, claims.subject, server_id)
+        except DatabaseUnavailable as exc:
             raise Close(CloseCode.UNAVAILABLE, "database unavailable, reconnect later") from exc
         if user is None or not user["is_active"]:
             raise Close(CloseCode.INVALID_TOKEN, "user not found or inactive")

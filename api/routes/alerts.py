@@ -32,7 +32,9 @@ from schemas.canonical import UtcDatetime
 from stream_processors.alerts.backtest import Episode, backtest
 from stream_processors.alerts.errors import BacktestTooLarge
 
-from .. import db
+from ..db import alerts as alerts_db
+from ..db import servers as servers_db
+from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import NotFound, Unprocessable
 from ..state import Resources
@@ -128,28 +130,28 @@ async def _check_scope(resources: Resources, user: CurrentUser, server_id: uuid.
 
 async def _save(resources: Resources, rule: AlertRule, *, new: bool) -> None:
     definition: dict[str, Any] = rule.model_dump(mode="json")
-    async with db.transaction(resources.pool) as conn:
+    async with transaction(resources.pool) as conn:
         if new:
-            await db.insert_rule(
+            await alerts_db.insert_rule(
                 conn, rule.rule_id, rule.owner_id, rule.server_id, rule.origin, rule.enabled, definition
             )
         else:
-            await db.update_rule(conn, rule.rule_id, rule.server_id, rule.enabled, definition)
+            await alerts_db.update_rule(conn, rule.rule_id, rule.server_id, rule.enabled, definition)
         # Published before the commit: a refused publish rolls the change back.
         await resources.producer.publish_rule(rule.rule_id, rule.to_bytes())
 
 
-async def _owned_rule(pool: db.Pool, user: CurrentUser, rule_id: uuid.UUID, origin: str | None) -> AlertRule:
-    async with db.connection(pool) as conn:
-        row = await db.get_rule(conn, user.id, rule_id)
+async def _owned_rule(pool: Pool, user: CurrentUser, rule_id: uuid.UUID, origin: str | None) -> AlertRule:
+    async with connection(pool) as conn:
+        row = await alerts_db.get_rule(conn, user.id, rule_id)
     if row is None or (origin is not None and row["origin"] != origin):
         raise NotFound("rule not found")
     return AlertRule.model_validate(row["definition"])
 
 
 async def _delete(resources: Resources, rule_id: uuid.UUID) -> None:
-    async with db.transaction(resources.pool) as conn:
-        await db.delete_rule(conn, rule_id)
+    async with transaction(resources.pool) as conn:
+        await alerts_db.delete_rule(conn, rule_id)
         await resources.producer.publish_rule(rule_id, None)  # the tombstone deletes it downstream
 
 
@@ -170,8 +172,8 @@ async def list_rules(
     user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
 ) -> list[RuleOut]:
     """The caller's rules (thresholds included), optionally those of one server."""
-    async with db.connection(pool) as conn:
-        rows = await db.list_rules(conn, user.id, None, server_id)
+    async with connection(pool) as conn:
+        rows = await alerts_db.list_rules(conn, user.id, None, server_id)
     rules = [AlertRule.model_validate(row["definition"]) for row in rows]
     return [RuleOut(id=rule.rule_id, rule=rule) for rule in rules]
 
@@ -222,8 +224,8 @@ def _threshold_rule(threshold_id: uuid.UUID, user: CurrentUser, body: ThresholdI
 async def list_thresholds(
     user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
 ) -> list[Threshold]:
-    async with db.connection(pool) as conn:
-        rows = await db.list_rules(conn, user.id, "threshold", server_id)
+    async with connection(pool) as conn:
+        rows = await alerts_db.list_rules(conn, user.id, "threshold", server_id)
     return [_threshold(AlertRule.model_validate(row["definition"])) for row in rows]
 
 
@@ -277,8 +279,8 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Alert episodes on the servers the caller may see, newest first."""
-    async with db.connection(pool) as conn:
-        rows = await db.list_alerts(
+    async with connection(pool) as conn:
+        rows = await alerts_db.list_alerts(
             conn,
             user.id,
             server_id=server_id,
@@ -292,10 +294,10 @@ async def list_alerts(
     return [AlertOut(**dict(row)) for row in rows]
 
 
-async def _alert_for(pool: db.Pool, user: CurrentUser, episode_id: uuid.UUID, needed: db.Role) -> None:
-    async with db.connection(pool) as conn:
-        row = await db.get_alert(conn, episode_id)
-        role = await db.server_role(conn, user.id, row["server_id"]) if row else None
+async def _alert_for(pool: Pool, user: CurrentUser, episode_id: uuid.UUID, needed: servers_db.Role) -> None:
+    async with connection(pool) as conn:
+        row = await alerts_db.get_alert(conn, episode_id)
+        role = await servers_db.server_role(conn, user.id, row["server_id"]) if row else None
     if row is None or role is None:
         raise NotFound("alert not found")
     await require_role(pool, user, row["server_id"], needed)
@@ -305,9 +307,9 @@ async def _alert_for(pool: db.Pool, user: CurrentUser, episode_id: uuid.UUID, ne
 async def acknowledge(episode_id: uuid.UUID, request: Request, user: UserDep, pool: PoolDep) -> AlertOut:
     """Mark the episode as seen (operators); repeating it keeps the first acknowledgement."""
     await _alert_for(pool, user, episode_id, "operator")
-    async with db.connection(pool) as conn:
-        await db.acknowledge_alert(conn, episode_id, user.id)
-        row = await db.get_alert(conn, episode_id)
+    async with connection(pool) as conn:
+        await alerts_db.acknowledge_alert(conn, episode_id, user.id)
+        row = await alerts_db.get_alert(conn, episode_id)
     assert row is not None
     request.state.audit_server_id = row["server_id"]
     return AlertOut(**dict(row))
@@ -318,9 +320,9 @@ async def resolve(episode_id: uuid.UUID, request: Request, user: UserDep, pool: 
     """Close the episode by hand (operators). The engine resolves it again on its own when the
     condition clears; that changes nothing here (a resolution is never undone)."""
     await _alert_for(pool, user, episode_id, "operator")
-    async with db.connection(pool) as conn:
-        await db.resolve_alert(conn, episode_id, user.id)
-        row = await db.get_alert(conn, episode_id)
+    async with connection(pool) as conn:
+        await alerts_db.resolve_alert(conn, episode_id, user.id)
+        row = await alerts_db.get_alert(conn, episode_id)
     assert row is not None
     request.state.audit_server_id = row["server_id"]
     return AlertOut(**dict(row))
@@ -334,11 +336,11 @@ async def _backtest(
 ) -> BacktestOut:
     if end <= start:
         raise Unprocessable("start must be before end")
-    async with db.connection(resources.pool) as conn:
+    async with connection(resources.pool) as conn:
         if rule.server_id is not None:
             servers = [rule.server_id]
         else:
-            servers = await db.owned_server_ids(conn, user.id, resources.settings.backtest_max_servers)
+            servers = await alerts_db.owned_server_ids(conn, user.id, resources.settings.backtest_max_servers)
         try:
             found = await backtest(
                 conn, rule, servers, start, end, max_samples=resources.settings.backtest_max_samples

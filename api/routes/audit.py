@@ -7,7 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from .. import db
+from ..db import audit as audit_db
+from ..db.pool import connection
 from ..deps import PoolDep, UserDep, require_role
 from ..models import AuditOut
 
@@ -23,14 +24,16 @@ async def server_audit(
 ) -> list[AuditOut]:
     """State changes on the server, newest first (owners only)."""
     await require_role(pool, user, server_id, "owner")
-    async with db.connection(pool) as conn:
-        rows = await db.list_audit(conn, server_id=server_id, user_id=None, before_id=before, limit=limit)
+    async with connection(pool) as conn:
+        rows = await audit_db.list_audit(
+            conn, server_id=server_id, user_id=None, before_id=before, limit=limit
+        )
     return [AuditOut(**dict(row)) for row in rows]
 
 
 @router.get("/me")
 async def my_audit(user: UserDep, pool: PoolDep, before: Before = None, limit: Limit = 100) -> list[AuditOut]:
     """The caller's own state-changing requests, newest first."""
-    async with db.connection(pool) as conn:
-        rows = await db.list_audit(conn, server_id=None, user_id=user.id, before_id=before, limit=limit)
+    async with connection(pool) as conn:
+        rows = await audit_db.list_audit(conn, server_id=None, user_id=user.id, before_id=before, limit=limit)
     return [AuditOut(**dict(row)) for row in rows]

@@ -11,7 +11,9 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from schemas import tokens
 
-from .. import db
+from ..db import users as users_db
+from ..db.errors import DuplicateError
+from ..db.pool import Conn, Record, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, SettingsDep, UserDep
 from ..errors import BadRequest, Conflict, Unauthorized
 from ..models import LoginIn, PasswordChangeIn, RefreshIn, RegisterIn, Token, UserOut
@@ -21,7 +23,7 @@ from ..settings import ApiSettings
 router = APIRouter(prefix="/auth", tags=["auth"])
 
 
-def _user_out(row: db.Record | CurrentUser) -> UserOut:
+def _user_out(row: Record | CurrentUser) -> UserOut:
     if isinstance(row, CurrentUser):
         return UserOut(
             id=row.id,
@@ -42,7 +44,7 @@ def _user_out(row: db.Record | CurrentUser) -> UserOut:
 
 
 async def _issue(
-    conn: db.Conn, settings: ApiSettings, user: db.Record, family_id: uuid.UUID | None = None
+    conn: Conn, settings: ApiSettings, user: Record, family_id: uuid.UUID | None = None
 ) -> Token:
     secret = settings.common.jwt_secret.get_secret_value()
     now = datetime.now(UTC)
@@ -57,7 +59,7 @@ async def _issue(
         now=now,
     )
     assert claims.family_id is not None
-    await db.insert_refresh_token(
+    await users_db.insert_refresh_token(
         conn, claims.token_id, claims.family_id, user["id"], claims.issued_at, claims.expires_at
     )
     return Token(
@@ -74,12 +76,12 @@ async def register(body: RegisterIn, request: Request, pool: PoolDep, settings: 
     user_id = uuid.uuid4()
     request.state.audit_detail = {"email": body.email}
     try:
-        async with db.transaction(pool) as conn:
-            user = await db.insert_user(
+        async with transaction(pool) as conn:
+            user = await users_db.insert_user(
                 conn, user_id, body.email, body.username, body.full_name, password_hash
             )
             token = await _issue(conn, settings, user)
-    except db.DuplicateError as exc:
+    except DuplicateError as exc:
         raise Conflict("a user with this email or username already exists") from exc
     request.state.user_id = user_id
     return token
@@ -92,14 +94,14 @@ async def _login(request: Request, resources: ResourcesDep, email: str, password
     # Counted before the password is checked, so a guesser learns nothing past the limit; a
     # successful login clears the count.
     resources.login_limiter.hit(limit_key, "login attempts")
-    async with db.connection(resources.pool) as conn:
-        user = await db.get_user_by_email(conn, email)
+    async with connection(resources.pool) as conn:
+        user = await users_db.get_user_by_email(conn, email)
     ok = await verify_password(user["password_hash"] if user else None, password)
     if user is None or not ok or not user["is_active"]:
         raise Unauthorized("incorrect email or password")
     request.state.user_id = user["id"]
     resources.login_limiter.reset(limit_key)
-    async with db.transaction(resources.pool) as conn:
+    async with transaction(resources.pool) as conn:
         return await _issue(conn, resources.settings, user)
 
 
@@ -131,18 +133,18 @@ async def refresh(body: RefreshIn, pool: PoolDep, settings: SettingsDep) -> Toke
     except tokens.TokenError as exc:
         raise Unauthorized("refresh token expired" if exc.expired else "invalid refresh token") from exc
     reused = False
-    async with db.transaction(pool) as conn:
-        row = await db.lock_refresh_token(conn, claims.token_id)
+    async with transaction(pool) as conn:
+        row = await users_db.lock_refresh_token(conn, claims.token_id)
         if row is None:
             raise Unauthorized("unknown refresh token")
         if row["used_at"] is not None or row["revoked_at"] is not None:
-            await db.revoke_refresh_family(conn, row["family_id"])
+            await users_db.revoke_refresh_family(conn, row["family_id"])
             reused = True  # the revocation commits with this transaction, then we refuse
         else:
-            user = await db.get_user(conn, row["user_id"])
+            user = await users_db.get_user(conn, row["user_id"])
             if user is None or not user["is_active"]:
                 raise Unauthorized("user not found or inactive")
-            await db.mark_refresh_used(conn, claims.token_id)
+            await users_db.mark_refresh_used(conn, claims.token_id)
             return await _issue(conn, settings, user, family_id=row["family_id"])
     assert reused
     raise Unauthorized("refresh token reuse detected: the session was revoked, log in again")
@@ -152,9 +154,9 @@ async def refresh(body: RefreshIn, pool: PoolDep, settings: SettingsDep) -> Toke
 async def logout(user: UserDep, pool: PoolDep, settings: SettingsDep, body: RefreshIn | None = None) -> None:
     """Revoke the given refresh token's family, or every refresh token of the user when none is
     given. Access tokens already issued stay valid until they expire (minutes)."""
-    async with db.transaction(pool) as conn:
+    async with transaction(pool) as conn:
         if body is None:
-            await db.revoke_user_refresh_tokens(conn, user.id)
+            await users_db.revoke_user_refresh_tokens(conn, user.id)
             return
         try:
             claims = tokens.decode(
@@ -164,7 +166,7 @@ async def logout(user: UserDep, pool: PoolDep, settings: SettingsDep, body: Refr
             raise BadRequest("invalid refresh token") from exc
         if claims.subject != user.id or claims.family_id is None:
             raise BadRequest("this refresh token is not yours")
-        await db.revoke_refresh_family(conn, claims.family_id)
+        await users_db.revoke_refresh_family(conn, claims.family_id)
 
 
 @router.get("/me")
@@ -175,11 +177,11 @@ async def me(user: UserDep) -> UserOut:
 @router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
 async def change_password(user: UserDep, pool: PoolDep, body: PasswordChangeIn) -> None:
     """Change the password; every refresh token of the user is revoked (other sessions end)."""
-    async with db.connection(pool) as conn:
-        row = await db.get_user(conn, user.id)
+    async with connection(pool) as conn:
+        row = await users_db.get_user(conn, user.id)
     if row is None or not await verify_password(row["password_hash"], body.current_password):
         raise Unauthorized("current password is incorrect")
     new_hash = await hash_password(body.new_password)
-    async with db.transaction(pool) as conn:
-        await db.set_password(conn, user.id, new_hash)
-        await db.revoke_user_refresh_tokens(conn, user.id)
+    async with transaction(pool) as conn:
+        await users_db.set_password(conn, user.id, new_hash)
+        await users_db.revoke_user_refresh_tokens(conn, user.id)

@@ -19,7 +19,8 @@ from fastapi import APIRouter, Path, Query, Request
 from schemas import topics
 from schemas.canonical import METRIC_SAMPLE, CommandRequest, CommandResult
 
-from .. import db
+from ..db import commands as commands_db
+from ..db.pool import connection
 from ..deps import CurrentUser, ResourcesDep, UserDep, require_role
 from ..errors import BadGateway, Forbidden, NotFound, Unavailable, Unprocessable
 from ..live.routes import LIVE_KEY
@@ -74,8 +75,8 @@ async def _send(
         **({"container_id": container_id} if container_id is not None else {}),
     }
     await require_role(resources.pool, user, server_id, "operator")
-    async with db.connection(resources.pool) as conn:
-        config = await db.command_settings(conn, server_id)
+    async with connection(resources.pool) as conn:
+        config = await commands_db.command_settings(conn, server_id)
     assert config is not None  # require_role found the server
     if not config["commands_enabled"]:
         resources.metrics.commands.labels("refused").inc()
@@ -88,12 +89,12 @@ async def _send(
             raise Forbidden("the command is not in this server's allowlist")
     resources.command_limiter.hit((user.id, server_id), "commands")
     wait = min(timeout_seconds or settings.command_timeout_seconds, settings.command_timeout_seconds)
-    async with db.connection(resources.pool) as conn:
-        if not await db.agent_connected(conn, server_id, settings.agent_presence_stale_seconds):
+    async with connection(resources.pool) as conn:
+        if not await commands_db.agent_connected(conn, server_id, settings.agent_presence_stale_seconds):
             resources.metrics.commands.labels("offline").inc()
             raise Unavailable("the server's agent is not connected")
         now = datetime.now(UTC)
-        await db.insert_command_request(
+        await commands_db.insert_command_request(
             conn,
             command_id=command_id,
             server_id=server_id,
@@ -121,8 +122,8 @@ async def _send(
         resources.metrics.commands.labels("timeout_or_error").inc()
         raise
     resources.metrics.commands.labels("success" if result.success else "failed").inc()
-    async with db.connection(resources.pool) as conn:
-        await db.record_command_result(
+    async with connection(resources.pool) as conn:
+        await commands_db.record_command_result(
             conn,
             command_id=command_id,
             success=result.success,
@@ -172,8 +173,8 @@ async def history(
     await require_role(resources.pool, user, server_id, "operator")
     if before is not None and before.tzinfo is None:
         raise Unprocessable("before must carry a UTC offset")
-    async with db.connection(resources.pool) as conn:
-        rows = await db.command_history(conn, server_id, before, limit)
+    async with connection(resources.pool) as conn:
+        rows = await commands_db.command_history(conn, server_id, before, limit)
     return [CommandHistoryOut(**dict(row)) for row in rows]
 
 

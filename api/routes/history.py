@@ -18,7 +18,8 @@ from pydantic import BaseModel
 
 from schemas.canonical import LogLevel, UtcDatetime
 
-from .. import db
+from ..db import history as history_db
+from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
 from ..errors import Unprocessable
 from ..settings import ApiSettings
@@ -131,7 +132,7 @@ def _range(start: datetime | None, end: datetime | None, default: timedelta) -> 
     return (start or end - default), end
 
 
-def _check_points(settings: ApiSettings, rows: list[db.Record]) -> None:
+def _check_points(settings: ApiSettings, rows: list[Record]) -> None:
     if len(rows) > settings.history_max_points:
         raise Unprocessable(
             f"more than {settings.history_max_points} points: ask a shorter range or a coarser resolution"
@@ -142,12 +143,12 @@ def _check_points(settings: ApiSettings, rows: list[db.Record]) -> None:
 async def latest(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> LatestOut | None:
     """The newest stored sample, with its disks and interfaces (null when there is none)."""
     await require_role(pool, user, server_id, "viewer")
-    async with db.connection(pool) as conn:
-        row = await db.latest_metric(conn, server_id)
+    async with connection(pool) as conn:
+        row = await history_db.latest_metric(conn, server_id)
         if row is None:
             return None
-        disks = await db.disks_at(conn, server_id, row["time"])
-        interfaces = await db.interfaces_at(conn, server_id, row["time"])
+        disks = await history_db.disks_at(conn, server_id, row["time"])
+        interfaces = await history_db.interfaces_at(conn, server_id, row["time"])
     return LatestOut(**dict(row), disks=[dict(d) for d in disks], interfaces=[dict(i) for i in interfaces])
 
 
@@ -171,11 +172,11 @@ async def metric_history(
     start, end = _range(start, end, timedelta(hours=1))
     chosen = choose_resolution(settings, start, end, resolution)
     limit = settings.history_max_points + 1
-    async with db.connection(pool) as conn:
+    async with connection(pool) as conn:
         if chosen == "raw":
-            rows = await db.metric_raw(conn, metric, server_id, start, end, limit)
+            rows = await history_db.metric_raw(conn, metric, server_id, start, end, limit)
         else:
-            rows = await db.rollup_series(conn, chosen, server_id, metric, "", start, end, limit)
+            rows = await history_db.rollup_series(conn, chosen, server_id, metric, "", start, end, limit)
     _check_points(settings, rows)
     return Series(
         server_id=server_id,
@@ -203,11 +204,13 @@ async def disk_history(
     start, end = _range(start, end, timedelta(hours=1))
     chosen = choose_resolution(settings, start, end, resolution)
     limit = settings.history_max_points + 1
-    async with db.connection(pool) as conn:
+    async with connection(pool) as conn:
         if chosen == "raw":
-            rows = await db.disk_raw(conn, metric, server_id, mount, start, end, limit)
+            rows = await history_db.disk_raw(conn, metric, server_id, mount, start, end, limit)
         else:
-            rows = await db.rollup_series(conn, chosen, server_id, f"disk_{metric}", mount, start, end, limit)
+            rows = await history_db.rollup_series(
+                conn, chosen, server_id, f"disk_{metric}", mount, start, end, limit
+            )
     _check_points(settings, rows)
     return Series(
         server_id=server_id,
@@ -236,15 +239,15 @@ async def interface_history(
     start, end = _range(start, end, timedelta(hours=1))
     chosen = choose_resolution(settings, start, end, resolution)
     limit = settings.history_max_points + 1
-    async with db.connection(pool) as conn:
+    async with connection(pool) as conn:
         if chosen == "raw":
-            rows = await db.interface_rates(conn, server_id, interface, start, end, limit)
+            rows = await history_db.interface_rates(conn, server_id, interface, start, end, limit)
             points = [RatePoint(**dict(row)) for row in rows]
         else:
-            sent = await db.rollup_series(
+            sent = await history_db.rollup_series(
                 conn, chosen, server_id, "net_tx_bytes_per_s", interface, start, end, limit
             )
-            recv = await db.rollup_series(
+            recv = await history_db.rollup_series(
                 conn, chosen, server_id, "net_rx_bytes_per_s", interface, start, end, limit
             )
             by_time: dict[datetime, RatePoint] = {}
@@ -309,8 +312,8 @@ async def logs(
     if end - start > timedelta(days=settings.logs_max_range_days):
         raise Unprocessable(f"the range is at most {settings.logs_max_range_days:g} days")
     after = _decode_cursor(cursor) if cursor else None
-    async with db.connection(pool) as conn:
-        rows = await db.search_logs(
+    async with connection(pool) as conn:
+        rows = await history_db.search_logs(
             conn,
             server_id,
             start,

@@ -13,7 +13,9 @@ from fastapi import APIRouter, Header, Request, status
 from schemas import apikeys
 from schemas.canonical import KeyRevocation
 
-from .. import db
+from ..db import keys as keys_db
+from ..db import servers as servers_db
+from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
@@ -21,7 +23,7 @@ from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 
 
-def _key_out(row: db.Record) -> ApiKeyOut:
+def _key_out(row: Record) -> ApiKeyOut:
     return ApiKeyOut(
         id=row["id"],
         server_id=row["server_id"],
@@ -49,8 +51,8 @@ async def create_key(
         raise BadRequest("expires_at is in the past")
     plaintext, parsed = apikeys.generate()
     secret_hash = apikeys.hash_secret(settings.common.key_pepper.get_secret_value().encode(), parsed.secret)
-    async with db.connection(pool) as conn:
-        row = await db.insert_api_key(
+    async with connection(pool) as conn:
+        row = await keys_db.insert_api_key(
             conn, uuid.uuid4(), body.server_id, parsed.lookup_id, secret_hash, body.name, body.expires_at
         )
     return ApiKeyCreated(**_key_out(row).model_dump(), key=plaintext)
@@ -65,8 +67,8 @@ async def key_me(
     parsed = apikeys.parse(x_api_key or "")
     if parsed is None:
         raise Unauthorized("invalid API key")
-    async with db.connection(pool) as conn:
-        row = await db.get_api_key_by_lookup(conn, parsed.lookup_id)
+    async with connection(pool) as conn:
+        row = await keys_db.get_api_key_by_lookup(conn, parsed.lookup_id)
     pepper = settings.common.key_pepper.get_secret_value().encode()
     if (
         row is None
@@ -81,15 +83,15 @@ async def key_me(
 @router.get("/server/{server_id}")
 async def list_keys(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ApiKeyOut]:
     await require_role(pool, user, server_id, "owner")
-    async with db.connection(pool) as conn:
-        rows = await db.list_api_keys(conn, server_id)
+    async with connection(pool) as conn:
+        rows = await keys_db.list_api_keys(conn, server_id)
     return [_key_out(row) for row in rows]
 
 
-async def _owned_key(pool: db.Pool, user: UserDep, key_id: uuid.UUID) -> db.Record:
-    async with db.connection(pool) as conn:
-        row = await db.get_api_key(conn, key_id)
-        role = await db.server_role(conn, user.id, row["server_id"]) if row else None
+async def _owned_key(pool: Pool, user: UserDep, key_id: uuid.UUID) -> Record:
+    async with connection(pool) as conn:
+        row = await keys_db.get_api_key(conn, key_id)
+        role = await servers_db.server_role(conn, user.id, row["server_id"]) if row else None
     if row is None or role is None:
         raise NotFound("API key not found")
     await require_role(pool, user, row["server_id"], "owner")
@@ -104,8 +106,8 @@ async def deactivate_key(
     revocation again (use it if the first answer was a 503)."""
     row = await _owned_key(resources.pool, user, key_id)
     request.state.audit_server_id = row["server_id"]
-    async with db.connection(resources.pool) as conn:
-        updated = await db.deactivate_api_key(conn, key_id)
+    async with connection(resources.pool) as conn:
+        updated = await keys_db.deactivate_api_key(conn, key_id)
     assert updated is not None
     await resources.producer.revoke_key(
         KeyRevocation(key_id=key_id, server_id=row["server_id"], reason="deactivated", time=datetime.now(UTC))
@@ -117,8 +119,8 @@ async def deactivate_key(
 async def delete_key(key_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep) -> None:
     row = await _owned_key(resources.pool, user, key_id)
     request.state.audit_server_id = row["server_id"]
-    async with db.connection(resources.pool) as conn:
-        await db.delete_api_key(conn, key_id)
+    async with connection(resources.pool) as conn:
+        await keys_db.delete_api_key(conn, key_id)
     await resources.producer.revoke_key(
         KeyRevocation(key_id=key_id, server_id=row["server_id"], reason="deleted", time=datetime.now(UTC))
     )

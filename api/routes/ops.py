@@ -6,7 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .. import db
+from ..db.errors import DatabaseError
+from ..db.pool import ping
 from ..deps import ResourcesDep
 from ..errors import ApiError
 
@@ -24,9 +25,9 @@ async def ready(resources: ResourcesDep) -> JSONResponse:
     """Readiness: the database and Kafka both answer."""
     checks: dict[str, str] = {}
     try:
-        await db.ping(resources.pool)
+        await ping(resources.pool)
         checks["database"] = "ok"
-    except (db.DatabaseError, OSError) as exc:
+    except (DatabaseError, OSError) as exc:
         checks["database"] = f"unreachable: {exc}"
     try:
         await resources.producer.ping()

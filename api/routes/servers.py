@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query, status
 
 from schemas.canonical import KeyRevocation
 
-from .. import db
+from ..db import servers as servers_db
+from ..db import users as users_db
+from ..db.pool import Pool, Record, connection, transaction
 from ..deps import PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import BadRequest, NotFound
 from ..models import CommandSettingsIn, ServerIn, ServerOut, ServerUpdate, ShareIn, ShareOut
@@ -18,7 +20,7 @@ from ..models import CommandSettingsIn, ServerIn, ServerOut, ServerUpdate, Share
 router = APIRouter(prefix="/servers", tags=["servers"])
 
 
-def server_out(row: db.Record) -> ServerOut:
+def server_out(row: Record) -> ServerOut:
     return ServerOut(
         id=row["id"],
         name=row["name"],
@@ -35,9 +37,9 @@ def server_out(row: db.Record) -> ServerOut:
     )
 
 
-async def _server(pool: db.Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> db.Record:
-    async with db.connection(pool) as conn:
-        row = await db.get_server(conn, user_id, server_id)
+async def _server(pool: Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> Record:
+    async with connection(pool) as conn:
+        row = await servers_db.get_server(conn, user_id, server_id)
     if row is None:
         raise NotFound("server not found")
     return row
@@ -45,8 +47,8 @@ async def _server(pool: db.Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> db
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_server(body: ServerIn, user: UserDep, pool: PoolDep) -> ServerOut:
-    async with db.connection(pool) as conn:
-        row = await db.insert_server(
+    async with connection(pool) as conn:
+        row = await servers_db.insert_server(
             conn, uuid.uuid4(), user.id, body.name, body.host, body.port, body.metadata
         )
     return server_out(row)
@@ -60,8 +62,8 @@ async def list_servers(
     offset: int = Query(default=0, ge=0, le=1_000_000),
 ) -> list[ServerOut]:
     """Servers the caller owns or that are shared with them, with the caller's role on each."""
-    async with db.connection(pool) as conn:
-        rows = await db.list_servers(conn, user.id, limit=limit, offset=offset)
+    async with connection(pool) as conn:
+        rows = await servers_db.list_servers(conn, user.id, limit=limit, offset=offset)
     return [server_out(row) for row in rows]
 
 
@@ -73,11 +75,11 @@ async def get_server(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> Serv
 @router.put("/{server_id}")
 async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep) -> ServerOut:
     await require_role(pool, user, server_id, "owner")
-    async with db.connection(pool) as conn:
+    async with connection(pool) as conn:
         changes = body.model_dump(exclude_unset=True)
         # null clears host and port; name and metadata cannot be cleared, so null leaves them.
         changes = {k: v for k, v in changes.items() if v is not None or k in ("host", "port")}
-        await db.update_server(conn, server_id, changes)
+        await servers_db.update_server(conn, server_id, changes)
     return server_out(await _server(pool, user.id, server_id))
 
 
@@ -85,9 +87,9 @@ async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep,
 async def delete_server(server_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
     """Delete the server and its keys; its agent's socket is closed (a revocation per key)."""
     await require_role(resources.pool, user, server_id, "owner")
-    async with db.transaction(resources.pool) as conn:
-        key_ids = await db.server_keys_ids(conn, server_id)
-        await db.delete_server(conn, server_id)
+    async with transaction(resources.pool) as conn:
+        key_ids = await servers_db.server_keys_ids(conn, server_id)
+        await servers_db.delete_server(conn, server_id)
     now = datetime.now(UTC)
     for key_id in key_ids:
         await resources.producer.revoke_key(
@@ -109,8 +111,8 @@ async def set_command_settings(
             raise BadRequest(
                 f"allowlist pattern {pattern!r} is not a valid regular expression: {exc}"
             ) from exc
-    async with db.connection(pool) as conn:
-        await db.update_server(
+    async with connection(pool) as conn:
+        await servers_db.update_server(
             conn,
             server_id,
             {"commands_enabled": body.commands_enabled, "command_allowlist": body.command_allowlist},
@@ -121,8 +123,8 @@ async def set_command_settings(
 @router.get("/{server_id}/shares")
 async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ShareOut]:
     await require_role(pool, user, server_id, "owner")
-    async with db.connection(pool) as conn:
-        rows = await db.list_shares(conn, server_id)
+    async with connection(pool) as conn:
+        rows = await servers_db.list_shares(conn, server_id)
     return [ShareOut(**dict(row)) for row in rows]
 
 
@@ -131,21 +133,21 @@ async def share_server(server_id: uuid.UUID, body: ShareIn, user: UserDep, pool:
     """Share with another user (by email) as viewer, operator or co-owner; sharing again changes
     the role."""
     await require_role(pool, user, server_id, "owner")
-    async with db.transaction(pool) as conn:
-        target = await db.get_user_by_email(conn, body.email)
+    async with transaction(pool) as conn:
+        target = await users_db.get_user_by_email(conn, body.email)
         if target is None:
             raise NotFound("no user with this email")
-        owner_id = await db.server_owner_id(conn, server_id)
+        owner_id = await servers_db.server_owner_id(conn, server_id)
         if target["id"] == owner_id:
             raise BadRequest("the server's owner already has every right")
-        await db.upsert_share(conn, server_id, target["id"], body.role, user.id)
-        rows = await db.list_shares(conn, server_id)
+        await servers_db.upsert_share(conn, server_id, target["id"], body.role, user.id)
+        rows = await servers_db.list_shares(conn, server_id)
     return next(ShareOut(**dict(row)) for row in rows if row["user_id"] == target["id"])
 
 
 @router.delete("/{server_id}/shares/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 async def unshare_server(server_id: uuid.UUID, user_id: uuid.UUID, user: UserDep, pool: PoolDep) -> None:
     await require_role(pool, user, server_id, "owner")
-    async with db.connection(pool) as conn:
-        if not await db.delete_share(conn, server_id, user_id):
+    async with connection(pool) as conn:
+        if not await servers_db.delete_share(conn, server_id, user_id):
             raise NotFound("no such share")

@@ -29,8 +29,8 @@ from fastapi import FastAPI
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api import db as api_db
 from api.app import create_app
+from api.db.pool import close_pool, open_pool
 from api.live.routes import LIVE_KEY
 from api.live.routes import router as live_router
 from api.live.service import LiveService
@@ -56,9 +56,7 @@ def live_only_app(settings: ApiSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await api_db.open_pool(
-            settings.common.database_url, min_size=1, max_size=10, command_timeout=30
-        )
+        pool = await open_pool(settings.common.database_url, min_size=1, max_size=10, command_timeout=30)
         try:
             async with LiveService(
                 settings.live, settings.common.kafka_bootstrap, settings.common.topic_prefix
@@ -68,7 +66,7 @@ def live_only_app(settings: ApiSettings) -> FastAPI:
                 )
                 yield
         finally:
-            await api_db.close_pool(pool)
+            await close_pool(pool)
 
     app = FastAPI(lifespan=lifespan)
     app.state.settings = settings
