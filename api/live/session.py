@@ -4,8 +4,9 @@ Order of a session: accept; the auth frame within `auth_timeout_seconds` (nothin
 before it); the token, the user and the user's role on the server; history (database rows up to
 the persisted offset, or nothing when resuming); `history_end` with the seam position; the Kafka
 span between the seam and the hub's window, then the window, then live frames from the socket's
-bounded outbox. A sender, a receiver, an expiry watcher and the outbox's overflow signal run
-side by side: the first to finish cancels the others, and `finally` always unsubscribes.
+bounded outbox. A sender, a receiver, an expiry watcher, an access watcher and the outbox's
+overflow signal run side by side: the first to finish cancels the others, and `finally` always
+unsubscribes.
 """
 
 from __future__ import annotations
@@ -181,20 +182,24 @@ class LiveSession:
             raise Close(CloseCode.NOT_FOUND, "server not found") from exc
         self.server_id = server_id
         try:
-            async with connection(self.pool) as conn:
-                user = await users_db.get_user(conn, claims.subject)
-                role = await servers_db.server_role(conn, claims.subject, server_id)
+            await self._check_access(claims.subject)
         except DatabaseUnavailable as exc:
             raise Close(CloseCode.UNAVAILABLE, "database unavailable, reconnect later") from exc
+        self._check_request(frame)
+        auth = _Auth(claims.subject, claims.expires_at, frame)
+        self._auth = auth
+        return auth
+
+    async def _check_access(self, user_id: uuid.UUID) -> None:
+        """Close unless the user is active and may see the server (DatabaseUnavailable passes)."""
+        async with connection(self.pool) as conn:
+            user = await users_db.get_user(conn, user_id)
+            role = await servers_db.server_role(conn, user_id, self.server_id)
         if user is None or not user["is_active"]:
             raise Close(CloseCode.INVALID_TOKEN, "user not found or inactive")
         if role is None:
             # One answer for "no such server" and "not yours": a stranger learns nothing.
             raise Close(CloseCode.NOT_FOUND, "server not found")
-        self._check_request(frame)
-        auth = _Auth(claims.subject, claims.expires_at, frame)
-        self._auth = auth
-        return auth
 
     def _check_request(self, frame: AuthFrame) -> None:
         """Refuse a history request above the limits before anything is sent."""
@@ -348,6 +353,7 @@ class LiveSession:
             asyncio.create_task(self._sender(), name="live-sender"),
             asyncio.create_task(self._receiver(), name="live-receiver"),
             asyncio.create_task(self._expiry(), name="live-expiry"),
+            asyncio.create_task(self._access_watch(), name="live-access"),
             asyncio.create_task(self._overflow_watch(), name="live-overflow"),
         ]
         try:
@@ -414,6 +420,18 @@ class LiveSession:
                     await self._renewed.wait()
             except TimeoutError as exc:
                 raise Close(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect") from exc
+
+    async def _access_watch(self) -> None:
+        """Access checked again on the open socket: a share removed, a server deleted or a user
+        deactivated ends it within `access_recheck_seconds` (a token alone would keep it open
+        until its expiry)."""
+        assert self._auth is not None
+        while True:
+            await asyncio.sleep(self.settings.access_recheck_seconds)
+            try:
+                await self._check_access(self._auth.user_id)
+            except DatabaseUnavailable:
+                log.warning("live: access of a socket not rechecked, database unavailable")
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -13,6 +13,9 @@ class LiveSettings(BaseSettings):
     # long before its expiry, and the socket is closed at the expiry if no fresh one came.
     auth_timeout_seconds: float = Field(default=10.0, gt=0)
     reauth_ahead_seconds: float = Field(default=60.0, ge=0)
+    # The user's access to the server is checked again this often on an open socket: a removed
+    # share, a deleted server or a deactivated user closes it within this time.
+    access_recheck_seconds: float = Field(default=30.0, gt=0)
     # Largest client frame accepted (an auth frame with a token is well under 10 KiB).
     max_frame_bytes: int = Field(default=16_384, ge=256)
     # History on connect.

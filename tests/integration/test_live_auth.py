@@ -229,3 +229,32 @@ async def test_without_kafka_the_api_starts_and_sockets_are_told_to_reconnect_la
         async with client(api.url("metrics", server), {"type": "auth", "token": api.token(user)}) as c:
             assert await c.closed() == CloseCode.UNAVAILABLE
         assert CloseCode(CloseCode.UNAVAILABLE).may_reconnect
+
+
+async def test_an_open_socket_closes_once_its_access_is_gone(
+    common_settings: CommonSettings, db: psycopg.AsyncConnection[Any]
+) -> None:
+    live = LIVE.model_copy(update={"access_recheck_seconds": 0.5})
+    owner, viewer, other = await add_user(db), await add_user(db), await add_user(db)
+    server = await add_server(db, owner)
+    for user in (viewer, other):
+        await db.execute(
+            "INSERT INTO server_shares (server_id, user_id, role) VALUES (%s, %s, 'viewer')", (server, user)
+        )
+    async with (
+        ApiServer(common_settings, live, token_leeway_seconds=0) as api,
+        client(api.url("metrics", server), {"type": "auth", "token": api.token(viewer)}) as removed,
+        client(api.url("logs", server), {"type": "auth", "token": api.token(other)}) as kept,
+        client(api.url("metrics", server), {"type": "auth", "token": api.token(owner)}) as deactivated,
+    ):
+        for c in (removed, kept, deactivated):
+            await c.until(lambda f: f["type"] == "history_end")
+        # The share goes, and the owner is deactivated: both tokens are still valid.
+        await db.execute("DELETE FROM server_shares WHERE server_id = %s AND user_id = %s", (server, viewer))
+        await db.execute("UPDATE users SET is_active = false WHERE id = %s", (owner,))
+        assert await removed.closed(within=10) == CloseCode.NOT_FOUND
+        assert await deactivated.closed(within=10) == CloseCode.INVALID_TOKEN
+        # A user whose access did not change stays connected through several rechecks.
+        await asyncio.sleep(1.5)
+        await kept.send({"type": "ping", "id": 7})
+        assert _valid(await kept.until(lambda f: f["type"] == "pong"))["id"] == 7
