@@ -11,12 +11,19 @@ every reader of ALERTS is idempotent on them.
 No-data rules need a clock: the leader sends a tick per watched server on an internal topic
 co-partitioned with the metrics topic, and the tick is evaluated in the agent that owns the
 server's state.
+
+Both agents update the same entry of a server: `Evaluator` makes "read the state, evaluate,
+publish, write the state" one step per worker (a lock), so one agent's update is never written
+over by the other's, read before it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime
 from typing import Any
 
 import faust
@@ -76,6 +83,50 @@ def evaluate_for_server(
     return events
 
 
+Publish = Callable[[bytes, list[AlertEvent]], Awaitable[None]]
+
+
+class Evaluator:
+    """What the agents do with a sample or a tick, over the state table (bytes per server key)."""
+
+    def __init__(
+        self, resources: AlertResources, table: MutableMapping[bytes, bytes], publish: Publish
+    ) -> None:
+        self.resources = resources
+        self.table = table
+        self.publish = publish
+        self._lock = asyncio.Lock()
+
+    async def on_sample(self, sample: MetricSample) -> None:
+        owner = await self.resources.owner(sample.server_id)
+        specs = self.resources.registry.specs_for(sample.server_id, owner)
+        key = topics.server_key(sample.server_id)
+        async with self._lock:
+            states = decode_states(self.table.get(key))
+            if not specs and not states:
+                return
+            events = evaluate_for_server(specs, states, sample, owner, self.resources.registry.retired)
+            await self.publish(key, events)
+            self.table[key] = orjson.dumps(states) if states else b""
+
+    async def on_tick(self, server_id: uuid.UUID, now: datetime) -> None:
+        key = topics.server_key(server_id)
+        if not self.table.get(key):
+            return  # nothing seen from this server yet: nothing can be silent
+        owner = await self.resources.owner(server_id)
+        specs = [s for s in self.resources.registry.specs_for(server_id, owner) if s.is_no_data]
+        async with self._lock:
+            states = decode_states(self.table.get(key))
+            events: list[AlertEvent] = []
+            for spec in specs:
+                state = states.get(str(spec.rule_id))
+                if state is not None:
+                    events.extend(evaluate_silence(spec, server_id, now, state, owner))
+            if events:
+                await self.publish(key, events)
+                self.table[key] = orjson.dumps(states)
+
+
 def register_engine(
     app: faust.App,
     resources: AlertResources,
@@ -118,6 +169,8 @@ def register_engine(
         for delivery in pending:
             await delivery
 
+    evaluator = Evaluator(resources, table, publish)
+
     @app.agent(metrics_topic, name="alerts-evaluate")
     async def evaluate(stream: Any) -> None:
         async for event in stream.events():
@@ -128,38 +181,17 @@ def register_engine(
                 sample = METRIC_SAMPLE.validate_json(event.value)
             except ValidationError:
                 continue  # the persistence path dead-letters it; nothing to evaluate
-            owner = await resources.owner(sample.server_id)
-            specs = registry.specs_for(sample.server_id, owner)
-            key = topics.server_key(sample.server_id)
-            states = decode_states(table.get(key))
-            if not specs and not states:
-                continue
-            events = evaluate_for_server(specs, states, sample, owner, registry.retired)
-            await publish(key, events)
-            table[key] = orjson.dumps(states) if states else b""
+            await evaluator.on_sample(sample)
 
     @app.agent(ticks_topic, name="alerts-ticks")
     async def ticks(stream: Any) -> None:
         async for event in stream.events():
             await resources.wait_ready()
-            key = event.key
             try:
-                server_id = uuid.UUID(key.decode())
+                server_id = uuid.UUID(event.key.decode())
             except (AttributeError, ValueError):
                 continue
-            states = decode_states(table.get(key))
-            if not states:
-                continue
-            owner = await resources.owner(server_id)
-            now = utcnow()
-            events: list[AlertEvent] = []
-            for spec in registry.specs_for(server_id, owner):
-                state = states.get(str(spec.rule_id))
-                if state is not None and spec.is_no_data:
-                    events.extend(evaluate_silence(spec, server_id, now, state, owner))
-            if events:
-                await publish(key, events)
-                table[key] = orjson.dumps(states)
+            await evaluator.on_tick(server_id, utcnow())
 
     @app.timer(interval=tick_seconds, on_leader=True, name="alerts-no-data-clock")  # type: ignore[untyped-decorator]
     async def clock() -> None:
