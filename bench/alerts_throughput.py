@@ -27,7 +27,7 @@ from tempfile import TemporaryDirectory
 
 import orjson
 import psycopg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from ops import migrate
 from schemas import topics
@@ -36,7 +36,7 @@ from schemas.canonical import METRIC_SAMPLE, DiskSample, InterfaceSample, Metric
 from stream_processors.alerts.engine import decode_states, evaluate_for_server
 from stream_processors.alerts.evaluation import spec_from_rule
 from tests.support.alerts import T0, Bus, new_env, wait_for
-from tests.support.topics import delete_topics
+from tests.support.topics import delete_topics, read_from_beginning
 
 ADMIN_DSN = "postgresql://fleetpulse@127.0.0.1:15432/postgres"
 BOOTSTRAP = "127.0.0.1:19092"
@@ -135,10 +135,7 @@ async def raw_consume(topic: str, count: int) -> float:
     consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        await read_from_beginning(consumer, topic)
         seen = 0
         start = time.perf_counter()
         while seen < count:

@@ -21,6 +21,7 @@ import pytest
 from ops import migrate
 from ops.topics import ensure_topics
 from schemas.settings import CommonSettings, Environment
+from tests.support.alerts import AlertEnv, new_env
 from tests.support.topics import SESSION_PREFIX, delete_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,3 +140,12 @@ async def db(database_url: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[o
         yield conn
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def alert_env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[AlertEnv]:
+    """A topic namespace for alert workers started by the test; they are killed at its end."""
+    environment = await new_env(database_url, kafka_bootstrap, tmp_path)
+    yield environment
+    for worker in environment.workers:
+        worker.kill()

@@ -4,29 +4,18 @@ example fires on a filling disk, through the same state and episode machinery.""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from schemas import topics
 from schemas.alerts import AlertEvent
 from schemas.canonical import DiskSample, MetricSample
 from stream_processors.alerts.code import code_rule_id
-from tests.support.alerts import T0, AlertEnv, Bus, alert_events, new_env, wait_for
+from tests.support.alerts import T0, AlertEnv, Bus, alert_events, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 MODULE = "stream_processors.alerts.examples.disk_fill_rate"
 GB = 1_000_000_000
-
-
-@pytest.fixture
-async def env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[AlertEnv]:
-    environment = await new_env(database_url, kafka_bootstrap, tmp_path)
-    yield environment
-    for worker in environment.workers:
-        worker.kill()
 
 
 def disk_sample(server: uuid.UUID, minute: int, used: int) -> MetricSample:
@@ -45,17 +34,17 @@ def disk_sample(server: uuid.UUID, minute: int, used: int) -> MetricSample:
     )
 
 
-async def test_the_disk_fill_rate_example_runs_as_its_own_processor(env: AlertEnv) -> None:
+async def test_the_disk_fill_rate_example_runs_as_its_own_processor(alert_env: AlertEnv) -> None:
     filling, steady = uuid.uuid4(), uuid.uuid4()
-    worker = env.worker(f"code-{uuid.uuid4().hex[:6]}", module=MODULE).start()
+    worker = alert_env.worker(f"code-{uuid.uuid4().hex[:6]}", module=MODULE).start()
     # 10 MB a minute with 400 MB free: full in 40 minutes. The steady disk is 90 % full but flat.
     samples = [disk_sample(filling, m, 600_000_000 + m * 10_000_000) for m in range(30)]
     samples += [disk_sample(steady, m, 900_000_000) for m in range(30)]
-    async with Bus(env) as bus:
+    async with Bus(alert_env) as bus:
         await bus.samples(samples)
 
     async def fired() -> list[AlertEvent]:
-        found = await alert_events_for(env, {filling, steady})
+        found = await alert_events(alert_env, {filling, steady})
         return [e for e in found if e.state == "firing"]
 
     events = await wait_for("the code rule to fire", fired, workers=[worker])
@@ -65,7 +54,3 @@ async def test_the_disk_fill_rate_example_runs_as_its_own_processor(env: AlertEn
     assert event.value is not None and event.value < 6
     # History from minute 0; a rate needs 5 minutes of it; then 5 minutes below 6 hours.
     assert (event.started_at - T0).total_seconds() == 300 and (event.time - T0).total_seconds() == 600
-
-
-async def alert_events_for(env: AlertEnv, servers: set[uuid.UUID]) -> list[AlertEvent]:
-    return await alert_events(env.common.kafka_bootstrap, env.topic(topics.ALERTS), servers)

@@ -8,7 +8,6 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import orjson
 import psycopg
@@ -26,7 +25,6 @@ from tests.support.alerts import (
     free_port,
     make_rule,
     make_sample,
-    new_env,
     rules_loaded,
     wait_for,
 )
@@ -85,19 +83,11 @@ async def receiver() -> AsyncIterator[tuple[Receiver, int]]:
         await runner.cleanup()
 
 
-@pytest.fixture
-async def env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> AsyncIterator[AlertEnv]:
-    environment = await new_env(database_url, kafka_bootstrap, tmp_path)
-    yield environment
-    for worker in environment.workers:
-        worker.kill()
-
-
 async def test_a_receiver_failing_twice_gets_exactly_one_delivery_per_state_change(
-    env: AlertEnv, receiver: tuple[Receiver, int]
+    alert_env: AlertEnv, receiver: tuple[Receiver, int]
 ) -> None:
     rec, port = receiver
-    dsn = env.common.database_url
+    dsn = alert_env.common.database_url
     owner, (server,) = await add_owner_with_servers(dsn, 1)
     rule = make_rule(server, owner, severity="critical")
     hook, slack = uuid.uuid4(), uuid.uuid4()
@@ -115,8 +105,8 @@ async def test_a_receiver_failing_twice_gets_exactly_one_delivery_per_state_chan
                    VALUES (%s, %s, %s, %s, %s, %s, %s)""",
                 (channel, owner, kind, kind, f"http://127.0.0.1:{port}/{path}", secret, rule.rule_id),
             )
-    first = env.worker(f"alerts-notify-{uuid.uuid4().hex[:6]}").start()
-    async with Bus(env) as bus:
+    first = alert_env.worker(f"alerts-notify-{uuid.uuid4().hex[:6]}").start()
+    async with Bus(alert_env) as bus:
         sentinel = Sentinel(bus, dsn, server, owner)
         await sentinel.install()
         await bus.rule(rule)
@@ -131,7 +121,7 @@ async def test_a_receiver_failing_twice_gets_exactly_one_delivery_per_state_chan
         await sentinel.mark(20, [first])
         # A worker of a new group reads everything again (the metrics, so it re-emits the same
         # events, and the alerts topic): the delivery log says those were delivered already.
-        second = env.worker(f"alerts-notify-{uuid.uuid4().hex[:6]}").start()
+        second = alert_env.worker(f"alerts-notify-{uuid.uuid4().hex[:6]}").start()
         await sentinel.mark(30, [first, second], within=120)
 
         async def second_caught_up() -> bool:

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-from schemas import topics
 from tests.support.alerts import (
     T0,
     AlertEnv,
@@ -23,20 +20,11 @@ from tests.support.alerts import (
     group_members,
     make_rule,
     make_sample,
-    new_env,
     rules_loaded,
     wait_for,
 )
 
 pytestmark = pytest.mark.timeout(300)
-
-
-@pytest.fixture
-def env(database_url: str, kafka_bootstrap: str, tmp_path: Path) -> Iterator[AlertEnv]:
-    environment = asyncio.run(new_env(database_url, kafka_bootstrap, tmp_path))
-    yield environment
-    for worker in environment.workers:
-        worker.kill()
 
 
 def at(seconds: float):
@@ -45,14 +33,14 @@ def at(seconds: float):
 
 @pytest.mark.parametrize("stop", ["graceful", "kill"])
 async def test_a_worker_restarted_while_an_alert_is_pending_neither_loses_nor_duplicates_it(
-    env: AlertEnv, stop: str
+    alert_env: AlertEnv, stop: str
 ) -> None:
-    dsn = env.common.database_url
+    dsn = alert_env.common.database_url
     app_id = f"alerts-restart-{uuid.uuid4().hex[:6]}"
     owner, (server,) = await add_owner_with_servers(dsn, 1)
     rule = make_rule(server, owner, for_seconds=60)
-    first = env.worker(app_id).start()
-    async with Bus(env) as bus:
+    first = alert_env.worker(app_id).start()
+    async with Bus(alert_env) as bus:
         sentinel = Sentinel(bus, dsn, server, owner)
         await sentinel.install()
         await bus.rule(rule)
@@ -64,31 +52,31 @@ async def test_a_worker_restarted_while_an_alert_is_pending_neither_loses_nor_du
         # are on the topic before the second worker recovers: they may be fetched while it
         # seeks its partitions, the race corrected in stream_processors/faust_app.py.
         first.stop() if stop == "graceful" else first.kill()
-        second = env.worker(app_id).start()
+        second = alert_env.worker(app_id).start()
         await bus.samples([make_sample(server, s, 95) for s in (40, 50, 60, 70)])
         await sentinel.mark(75, [second], cpu=95)
     rows = await episodes(dsn, rule.rule_id)
     # Fired at t = 60 for a condition held since t = 0: the pending state survived the kill.
     assert [(r["state"], r["started_at"], r["fired_at"]) for r in rows] == [("firing", at(0), at(60))]
-    events = await alert_events(env.common.kafka_bootstrap, env.topic(topics.ALERTS), {server})
+    events = await alert_events(alert_env, {server})
     fired = {e.episode_id for e in events if e.rule_id == rule.rule_id}
     assert fired == {rows[0]["episode_id"]}  # replays after the kill may repeat it, never a new one
 
 
-async def test_two_workers_and_a_rebalance_neither_lose_nor_duplicate_episodes(env: AlertEnv) -> None:
-    dsn = env.common.database_url
+async def test_two_workers_and_a_rebalance_neither_lose_nor_duplicate_episodes(alert_env: AlertEnv) -> None:
+    dsn = alert_env.common.database_url
     app_id = f"alerts-rebalance-{uuid.uuid4().hex[:6]}"
     owner, servers = await add_owner_with_servers(dsn, 8)  # spread over the 4 partitions
     rule = make_rule(None, owner, name="cpu (all servers)", for_seconds=60)  # owner-wide
-    a = env.worker(app_id).start()
-    b = env.worker(app_id).start()
+    a = alert_env.worker(app_id).start()
+    b = alert_env.worker(app_id).start()
     await wait_for(
         "both workers in the group",
-        lambda: _members_are(env.common.kafka_bootstrap, env.prefix + app_id, 2),
+        lambda: _members_are(alert_env.common.kafka_bootstrap, alert_env.prefix + app_id, 2),
         workers=[a, b],
         within=120,
     )
-    async with Bus(env) as bus:
+    async with Bus(alert_env) as bus:
         sentinels = [Sentinel(bus, dsn, s, owner) for s in servers]
         for sentinel in sentinels:
             await sentinel.install()
@@ -111,7 +99,7 @@ async def test_two_workers_and_a_rebalance_neither_lose_nor_duplicate_episodes(e
     assert sorted((r["server_id"], r["state"], r["started_at"], r["resolved_at"]) for r in rows) == sorted(
         (s, "resolved", at(0), at(80)) for s in servers
     )
-    events = await alert_events(env.common.kafka_bootstrap, env.topic(topics.ALERTS), set(servers))
+    events = await alert_events(alert_env, set(servers))
     assert {e.episode_id for e in events if e.rule_id == rule.rule_id} == {r["episode_id"] for r in rows}
 
 

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ops.topics import ensure_topics
 from schemas import topics
-from schemas.alerts import AlertRule, rule_key
+from schemas.alerts import ALERT_EVENT, AlertEvent, AlertRule, rule_key
 from schemas.canonical import DiskSample, MetricSample
 from schemas.settings import CommonSettings, Environment
-from tests.support.topics import sub_prefix
+from tests.support.topics import read_from_beginning, sub_prefix
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 PARTITIONS = 4
@@ -343,19 +343,14 @@ async def add_owner_with_servers(dsn: str, count: int) -> tuple[uuid.UUID, list[
     return owner, servers
 
 
-async def alert_events(bootstrap: str, topic: str, server_ids: set[uuid.UUID]) -> list[Any]:
+async def alert_events(env: AlertEnv, server_ids: set[uuid.UUID]) -> list[AlertEvent]:
     """Every AlertEvent on the alerts topic so far for these servers (read from the beginning)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    from schemas.alerts import ALERT_EVENT
-
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=env.common.kafka_bootstrap, group_id=None, enable_auto_commit=False
+    )
     await consumer.start()
     try:
-        cluster = await consumer._client.fetch_all_metadata()
-        tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
+        tps = await read_from_beginning(consumer, env.topic(topics.ALERTS))
         end = await consumer.end_offsets(tps)
         found = []
         while any([await consumer.position(tp) < end[tp] for tp in tps]):

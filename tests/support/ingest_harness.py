@@ -13,12 +13,12 @@ from typing import Any
 import orjson
 import psycopg
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ingest.__main__ import uvicorn_config
 from ingest.settings import IngestSettings
 from schemas import apikeys
-from tests.conftest import TEST_PARTITIONS
+from tests.support.topics import read_from_beginning
 
 
 @dataclass(frozen=True)
@@ -120,9 +120,7 @@ class TopicReader:
 
     async def __aenter__(self) -> TopicReader:
         await self._consumer.start()
-        parts = [TopicPartition(self.topic, p) for p in range(TEST_PARTITIONS)]
-        self._consumer.assign(parts)
-        await self._consumer.seek_to_beginning(*parts)
+        await read_from_beginning(self._consumer, self.topic)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

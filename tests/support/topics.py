@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 SESSION_PREFIX = f"test-{uuid.uuid4().hex[:8]}."
@@ -26,3 +27,12 @@ async def delete_topics(bootstrap: str, prefix: str) -> None:
             await admin.delete_topics(names)
     finally:
         await admin.close()
+
+
+async def read_from_beginning(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Assign every partition of `topic` to a started consumer without a group, from offset 0."""
+    cluster = await consumer._client.fetch_all_metadata()
+    tps = [TopicPartition(topic, p) for p in sorted(cluster.partitions_for_topic(topic) or ())]
+    consumer.assign(tps)
+    await consumer.seek_to_beginning(*tps)
+    return tps
