@@ -5,21 +5,14 @@ database is back, the same API serves again without a restart."""
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
-
-from psycopg.conninfo import conninfo_to_dict
 
 from schemas.settings import CommonSettings
 from tests.support.api_client import api_settings, create_server, register, running_api
-from tests.support.tcp_proxy import tcp_proxy
+from tests.support.tcp_proxy import database_proxy
 
 
 async def test_database_outage_answers_503_then_recovers(common_settings: CommonSettings) -> None:
-    target = conninfo_to_dict(common_settings.database_url)
-    with tcp_proxy(str(target.get("host", "127.0.0.1")), int(str(target.get("port", 5432)))) as proxy:
-        url = urllib.parse.urlsplit(common_settings.database_url)
-        user = f"{url.username}@" if url.username else ""
-        through_proxy = url._replace(netloc=f"{user}{proxy.host}:{proxy.port}").geturl()
+    with database_proxy(common_settings.database_url) as (proxy, through_proxy):
         common = common_settings.model_copy(update={"database_url": through_proxy})
         settings = api_settings(common, db_command_timeout_seconds=5.0)
         async with running_api(settings) as (_, client):

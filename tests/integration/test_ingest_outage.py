@@ -4,7 +4,6 @@ unverified), and ingest recovers by itself when the database is back."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pytest
@@ -13,16 +12,14 @@ from websockets.asyncio.client import connect
 from schemas.settings import CommonSettings
 from tests.integration.test_ingest_socket import authed, closed_with, make_settings, recv
 from tests.support.ingest_harness import RunningIngest, create_key
-from tests.support.tcp_proxy import tcp_proxy
+from tests.support.tcp_proxy import database_proxy
 
 pytestmark = pytest.mark.timeout(120)
 
 
 async def test_database_outage_refuses_with_retry_then_recovers(common_settings: CommonSettings) -> None:
     key = await create_key(common_settings.database_url, common_settings.key_pepper.get_secret_value())
-    parts = urlsplit(common_settings.database_url)
-    with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
-        proxied = urlunsplit(parts._replace(netloc=f"{parts.username}@{proxy.host}:{proxy.port}"))
+    with database_proxy(common_settings.database_url) as (proxy, proxied):
         common = common_settings.model_copy(update={"database_url": proxied})
         settings = make_settings(common, db_timeout=2.0)
         async with RunningIngest(settings) as running:

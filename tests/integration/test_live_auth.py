@@ -20,6 +20,7 @@ from schemas import tokens
 from schemas.frontend_wire import SERVER_FRAME, CloseCode
 from schemas.settings import CommonSettings
 from tests.support.live_harness import ApiServer, Publisher, add_server, add_user, client, log_record, sample
+from tests.support.tcp_proxy import database_proxy
 
 LIVE = LiveSettings(
     auth_timeout_seconds=1.0, reauth_ahead_seconds=1.0, max_frame_bytes=4096, max_log_lines=1000
@@ -258,3 +259,31 @@ async def test_an_open_socket_closes_once_its_access_is_gone(
         await asyncio.sleep(1.5)
         await kept.send({"type": "ping", "id": 7})
         assert _valid(await kept.until(lambda f: f["type"] == "pong"))["id"] == 7
+
+
+async def test_a_database_outage_skips_access_checks_without_closing_sockets(
+    common_settings: CommonSettings, db: psycopg.AsyncConnection[Any]
+) -> None:
+    owner, viewer = await add_user(db), await add_user(db)
+    server = await add_server(db, owner)
+    await db.execute(
+        "INSERT INTO server_shares (server_id, user_id, role) VALUES (%s, %s, 'viewer')", (server, viewer)
+    )
+    live = LIVE.model_copy(update={"access_recheck_seconds": 0.5})
+    with database_proxy(common_settings.database_url) as (proxy, through_proxy):
+        common = common_settings.model_copy(update={"database_url": through_proxy})
+        async with (
+            ApiServer(common, live, token_leeway_seconds=0, db_command_timeout_seconds=1.0) as api,
+            client(api.url("metrics", server), {"type": "auth", "token": api.token(viewer)}) as c,
+        ):
+            await c.until(lambda f: f["type"] == "history_end")
+            proxy.cut()
+            await asyncio.sleep(3)  # several rechecks fail to reach the database
+            await c.send({"type": "ping", "id": 1})
+            assert _valid(await c.until(lambda f: f["type"] == "pong"))["id"] == 1
+            proxy.restore()
+            # The checks resume with the database: the share's removal still closes the socket.
+            await db.execute(
+                "DELETE FROM server_shares WHERE server_id = %s AND user_id = %s", (server, viewer)
+            )
+            assert await c.closed(within=30) == CloseCode.NOT_FOUND

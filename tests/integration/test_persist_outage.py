@@ -8,18 +8,15 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
 from schemas.canonical import utcnow
 from tests.support.persist import count_metrics, new_env, produce, running, sample, wait_until
-from tests.support.tcp_proxy import tcp_proxy
+from tests.support.tcp_proxy import database_proxy
 
 
 async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     database_url: str, kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     env = await new_env(database_url, kafka_bootstrap, tmp_path / "state")
-    target = conninfo_to_dict(database_url)
     servers = [uuid.uuid4() for _ in range(8)]
     start = utcnow() - timedelta(hours=1)
     waves = [
@@ -32,8 +29,7 @@ async def test_database_outage_mid_stream_loses_and_duplicates_nothing(
     ]
     total = sum(len(w) for w in waves)
 
-    with tcp_proxy(str(target.get("host", "127.0.0.1")), int(str(target.get("port", 5432)))) as proxy:
-        through_proxy = make_conninfo(database_url, host=proxy.host, port=proxy.port)
+    with database_proxy(database_url) as (proxy, through_proxy):
         settings = env.settings(
             common=env.common.model_copy(update={"database_url": through_proxy}), batch_max_records=50
         )

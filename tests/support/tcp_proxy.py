@@ -12,6 +12,7 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 
 class TcpProxy:
@@ -96,3 +97,16 @@ def tcp_proxy(target_host: str, target_port: int) -> Iterator[TcpProxy]:
         yield proxy
     finally:
         proxy.stop()
+
+
+@contextlib.contextmanager
+def database_proxy(database_url: str) -> Iterator[tuple[TcpProxy, str]]:
+    """A proxy in front of the database of `database_url`, and the same URL through the proxy
+    (a postgresql:// URL, which asyncpg and psycopg both take)."""
+    parts = urlsplit(database_url)
+    with tcp_proxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        user = parts.username or ""
+        if parts.password:
+            user += f":{parts.password}"
+        netloc = f"{user}@{proxy.host}:{proxy.port}" if user else f"{proxy.host}:{proxy.port}"
+        yield proxy, urlunsplit(parts._replace(netloc=netloc))
