@@ -23,7 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from api.combined import create_combined_app
 from ingest.settings import IngestSettings
 from schemas.settings import CommonSettings
-from tests.support.api_client import api_settings
+from tests.support.api_client import api_settings, create_server, register
 
 
 @contextlib.asynccontextmanager
@@ -174,20 +174,9 @@ async def test_every_socket_refuses_strangers(common_settings: CommonSettings) -
             "/api/v1/agents/ws",
         }, "a new socket route: add its access check here"
 
-        async def user() -> dict[str, str]:
-            name = f"u{uuid.uuid4().hex[:10]}"
-            body = {
-                "email": f"{name}@example.com",
-                "username": name,
-                "password": "x" * 12,
-                "password_confirm": "x" * 12,
-            }
-            token = (await http.post("/api/v1/auth/register", json=body)).json()["access_token"]
-            return {"Authorization": f"Bearer {token}"}
-
-        owner, stranger = await user(), await user()
-        server_id = (await http.post("/api/v1/servers", json={"name": "private"}, headers=owner)).json()["id"]
-        stranger_token = stranger["Authorization"].split()[1]
+        owner, stranger = await register(http), await register(http)
+        server_id = await create_server(http, owner, "private")
+        stranger_token = stranger.access
         for path in sorted(app_paths - {"/api/v1/agents/ws"}):
             ws = await connect(f"ws://127.0.0.1:{port}{path.format(server_id=server_id)}")
             await ws.send(orjson.dumps({"type": "auth", "token": stranger_token}).decode())
