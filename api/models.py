@@ -150,6 +150,8 @@ class ApiKeyOut(BaseModel):
 
 class ApiKeyCreated(ApiKeyOut):
     key: str  # the plaintext key: returned here once, never again
+    # The one-line agent install with this key (docs/agent-install.md); shown once, like the key.
+    install_command: str
 
 
 class ApiKeyMe(BaseModel):

@@ -5,7 +5,9 @@ Every limit the API enforces is here, so an operator can tune it and a test can 
 
 from __future__ import annotations
 
-from pydantic import Field
+from pathlib import Path
+
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.settings import CommonSettings
@@ -61,3 +63,23 @@ class ApiSettings(BaseSettings):
     backtest_max_servers: int = Field(default=500, ge=1)
     logs_max_page: int = Field(default=500, ge=1)
     logs_max_range_days: float = Field(default=31.0, gt=0)
+
+    # The one-line agent install (`GET /install.sh`, docs/agent-install.md). `public_url` is this
+    # API as the monitored servers reach it (the request's own URL when unset); `agent_public_url`
+    # the agent socket as they reach it (derived from `public_url` when unset: ingest shares the
+    # port in the one-process mode); `agent_wheelhouse` the agent's wheels and its dependencies'
+    # (`fleetpulse-ops wheelhouse` builds it; <state_dir>/wheelhouse when unset).
+    public_url: str | None = None
+    agent_public_url: str | None = None
+    agent_wheelhouse: Path | None = None
+
+    @field_validator("public_url", "agent_public_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        from .install import check_public_url
+
+        return None if value is None else check_public_url(value)
+
+    @property
+    def wheelhouse(self) -> Path:
+        return self.agent_wheelhouse or self.common.state_dir / "wheelhouse"

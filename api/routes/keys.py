@@ -18,6 +18,7 @@ from ..db import servers as servers_db
 from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
 from ..errors import BadRequest, NotFound, Unauthorized
+from ..install import install_command
 from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -55,7 +56,10 @@ async def create_key(
         row = await keys_db.insert_api_key(
             conn, uuid.uuid4(), body.server_id, parsed.lookup_id, secret_hash, body.name, body.expires_at
         )
-    return ApiKeyCreated(**_key_out(row).model_dump(), key=plaintext)
+    public_url = settings.public_url or str(request.base_url).rstrip("/")
+    return ApiKeyCreated(
+        **_key_out(row).model_dump(), key=plaintext, install_command=install_command(public_url, plaintext)
+    )
 
 
 @router.get("/me")

@@ -55,6 +55,8 @@ async def test_key_lifecycle(common_settings: CommonSettings, db: psycopg.AsyncC
         body = created.json()
         key, key_id = body["key"], body["id"]
         assert key.startswith("fpk_") and body["is_active"] and body["server_id"] == str(server_id)
+        # The one-line install, on the request's own URL when no public URL is set.
+        assert body["install_command"] == f"curl -fsSL http://api.test/install.sh | sudo sh -s -- --key {key}"
 
         # Shown once: the list never carries it, and the database holds only the HMAC of its secret.
         listed = await client.get(f"/api/v1/api-keys/server/{server_id}", headers=owner.headers)
@@ -157,3 +159,21 @@ async def test_key_lifecycle(common_settings: CommonSettings, db: psycopg.AsyncC
             "delete_key",
             "create_key",
         ]
+
+
+async def test_install_command_uses_the_public_url(common_settings: CommonSettings) -> None:
+    settings = api_settings(common_settings, public_url="https://fleet.example.com/pulse/")
+    async with running_api(settings) as (_, client):
+        owner = await register(client)
+        server_id = await create_server(client, owner)
+        created = await client.post(
+            "/api/v1/api-keys", json={"server_id": str(server_id)}, headers=owner.headers
+        )
+        assert created.status_code == 201, created.text
+        body = created.json()
+        assert body["install_command"] == (
+            f"curl -fsSL https://fleet.example.com/pulse/install.sh | sudo sh -s -- --key {body['key']}"
+        )
+        # Shown once, like the key: the list never carries it.
+        listed = await client.get(f"/api/v1/api-keys/server/{server_id}", headers=owner.headers)
+        assert all("install_command" not in k and "key" not in k for k in listed.json())
