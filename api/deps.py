@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
@@ -20,6 +20,7 @@ from .db import servers as servers_db
 from .db import users as users_db
 from .db.pool import Pool, connection
 from .errors import Forbidden, NotFound, Unauthorized
+from .models import MAX_TAGS, Tag
 from .settings import ApiSettings
 from .state import Resources
 
@@ -38,6 +39,8 @@ def get_pool(conn: HTTPConnection) -> Pool:
     return get_resources(conn).pool
 
 
+# `?tag=a&tag=b`: only servers carrying every one of the tags.
+TagsQuery = Annotated[list[Tag] | None, Query(max_length=MAX_TAGS, description="only servers with every tag")]
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 PoolDep = Annotated[Pool, Depends(get_pool)]

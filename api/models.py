@@ -20,6 +20,12 @@ Email = Annotated[
 ]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 ShareRole = Literal["viewer", "operator", "owner"]
+ServerStatus = Literal["online", "offline", "stale", "unknown"]
+# A server's tag: a short label without spaces or commas ("prod", "eu-west", "team:db").
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s,]+$")
+]
+MAX_TAGS = 32
 
 
 class _In(BaseModel):
@@ -79,11 +85,22 @@ class Token(BaseModel):
 # --- servers and sharing -------------------------------------------------------------------------
 
 
+def _unique_tags(tags: list[str] | None) -> list[str] | None:
+    """Tags in their given order, each once."""
+    return None if tags is None else list(dict.fromkeys(tags))
+
+
 class ServerIn(_In):
     name: Text
     host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    @model_validator(mode="after")
+    def _dedupe(self) -> ServerIn:
+        self.tags = _unique_tags(self.tags) or []
+        return self
 
 
 class ServerUpdate(_In):
@@ -91,6 +108,12 @@ class ServerUpdate(_In):
     host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     metadata: dict[str, Any] | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)  # replaces the list; [] clears
+
+    @model_validator(mode="after")
+    def _dedupe(self) -> ServerUpdate:
+        self.tags = _unique_tags(self.tags)
+        return self
 
 
 class ServerOut(BaseModel):
@@ -99,7 +122,8 @@ class ServerOut(BaseModel):
     host: str | None
     port: int | None
     metadata: dict[str, Any]
-    status: Literal["online", "offline", "stale", "unknown"]
+    tags: list[str]
+    status: ServerStatus
     last_seen: datetime | None
     created_at: datetime
     updated_at: datetime
@@ -127,6 +151,46 @@ class ShareOut(BaseModel):
     username: str
     role: ShareRole
     created_at: datetime
+
+
+# --- the fleet summary ----------------------------------------------------------------------------
+
+
+class SparkOut(BaseModel):
+    """1-minute averages from `start`, one point per `step_seconds`; null where a minute had no data."""
+
+    start: datetime
+    step_seconds: int
+    cpu_percent: list[float | None]
+    memory_percent: list[float | None]
+
+
+class FleetAlertsOut(BaseModel):
+    firing: int
+    max_severity: Literal["info", "warning", "critical"] | None
+
+
+class FleetServerOut(BaseModel):
+    server_id: uuid.UUID
+    name: str
+    tags: list[str]
+    role: ShareRole
+    status: ServerStatus
+    last_seen: datetime | None
+    # The newest stored sample (all null when the server never sent one).
+    sample_time: datetime | None
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None  # the fullest disk of that sample
+    disk_mount: str | None
+    spark: SparkOut
+    alerts: FleetAlertsOut
+
+
+class FleetOut(BaseModel):
+    generated_at: datetime
+    servers: list[FleetServerOut]
+    truncated: bool  # more servers matched than `fleet_max_servers`: the first ones by name are here
 
 
 # --- API keys ------------------------------------------------------------------------------------

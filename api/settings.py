@@ -61,6 +61,8 @@ class ApiSettings(BaseSettings):
     # Backtests: samples replayed at most, servers covered by a rule without a server.
     backtest_max_samples: int = Field(default=200_000, ge=1)
     backtest_max_servers: int = Field(default=500, ge=1)
+    # The fleet summary answers at most this many servers (the first by name).
+    fleet_max_servers: int = Field(default=5000, ge=1, le=100_000)
     logs_max_page: int = Field(default=500, ge=1)
     logs_max_range_days: float = Field(default=31.0, gt=0)
 

@@ -45,7 +45,7 @@ def has_role(role: Role | None, needed: Role) -> bool:
 # --- servers -------------------------------------------------------------------------------------
 
 _SERVER_COLUMNS = (
-    "s.id, s.owner_id, s.name, s.host, s.port, s.metadata, s.status, s.last_seen, s.created_at, "
+    "s.id, s.owner_id, s.name, s.host, s.port, s.metadata, s.tags, s.status, s.last_seen, s.created_at, "
     "s.updated_at, s.commands_enabled, s.command_allowlist"
 )
 
@@ -58,11 +58,12 @@ async def insert_server(
     host: str | None,
     port: int | None,
     metadata: dict[str, object],
+    tags: list[str],
 ) -> asyncpg.Record:
     row = await conn.fetchrow(
         f"""
-        INSERT INTO servers AS s (id, owner_id, name, host, port, metadata)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO servers AS s (id, owner_id, name, host, port, metadata, tags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7)
         RETURNING {_SERVER_COLUMNS}, 'owner' AS role
         """,
         server_id,
@@ -71,6 +72,7 @@ async def insert_server(
         host,
         port,
         metadata,
+        tags,
     )
     assert row is not None
     return row
@@ -85,10 +87,16 @@ _SERVER_WITH_ROLE = f"""
 
 
 async def list_servers(
-    conn: Executor, user_id: uuid.UUID, *, limit: int, offset: int
+    conn: Executor, user_id: uuid.UUID, *, limit: int, offset: int, tags: list[str] | None = None
 ) -> list[asyncpg.Record]:
+    """Visible servers, oldest first; with `tags`, only those carrying every one of them."""
     return await conn.fetch(
-        _SERVER_WITH_ROLE + " ORDER BY s.created_at, s.id LIMIT $2 OFFSET $3", user_id, limit, offset
+        _SERVER_WITH_ROLE
+        + " AND ($4::text[] IS NULL OR s.tags @> $4::text[]) ORDER BY s.created_at, s.id LIMIT $2 OFFSET $3",
+        user_id,
+        limit,
+        offset,
+        tags or None,
     )
 
 
@@ -98,7 +106,7 @@ async def get_server(conn: Executor, user_id: uuid.UUID, server_id: uuid.UUID) -
 
 
 async def update_server(conn: Executor, server_id: uuid.UUID, fields: dict[str, object]) -> None:
-    allowed = {"name", "host", "port", "metadata", "commands_enabled", "command_allowlist"}
+    allowed = {"name", "host", "port", "metadata", "tags", "commands_enabled", "command_allowlist"}
     assignments = []
     values: list[object] = [server_id]
     for name, value in fields.items():

@@ -13,9 +13,16 @@ from schemas.canonical import KeyRevocation
 from ..db import servers as servers_db
 from ..db import users as users_db
 from ..db.pool import Pool, Record, connection, transaction
-from ..deps import PoolDep, ResourcesDep, UserDep, require_role
+from ..deps import PoolDep, ResourcesDep, TagsQuery, UserDep, require_role
 from ..errors import BadRequest, NotFound
-from ..models import CommandSettingsIn, ServerIn, ServerOut, ServerUpdate, ShareIn, ShareOut
+from ..models import (
+    CommandSettingsIn,
+    ServerIn,
+    ServerOut,
+    ServerUpdate,
+    ShareIn,
+    ShareOut,
+)
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 
@@ -27,6 +34,7 @@ def server_out(row: Record) -> ServerOut:
         host=row["host"],
         port=row["port"],
         metadata=row["metadata"],
+        tags=list(row["tags"]),
         status=row["status"],
         last_seen=row["last_seen"],
         created_at=row["created_at"],
@@ -49,7 +57,7 @@ async def _server(pool: Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> Recor
 async def create_server(body: ServerIn, user: UserDep, pool: PoolDep) -> ServerOut:
     async with connection(pool) as conn:
         row = await servers_db.insert_server(
-            conn, uuid.uuid4(), user.id, body.name, body.host, body.port, body.metadata
+            conn, uuid.uuid4(), user.id, body.name, body.host, body.port, body.metadata, body.tags
         )
     return server_out(row)
 
@@ -60,10 +68,11 @@ async def list_servers(
     pool: PoolDep,
     limit: int = Query(default=100, ge=1, le=1000),
     offset: int = Query(default=0, ge=0, le=1_000_000),
+    tag: TagsQuery = None,
 ) -> list[ServerOut]:
     """Servers the caller owns or that are shared with them, with the caller's role on each."""
     async with connection(pool) as conn:
-        rows = await servers_db.list_servers(conn, user.id, limit=limit, offset=offset)
+        rows = await servers_db.list_servers(conn, user.id, limit=limit, offset=offset, tags=tag)
     return [server_out(row) for row in rows]
 
 
@@ -77,7 +86,8 @@ async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep,
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:
         changes = body.model_dump(exclude_unset=True)
-        # null clears host and port; name and metadata cannot be cleared, so null leaves them.
+        # null clears host and port; name, metadata and tags cannot be null, so null leaves them
+        # (an empty list clears the tags).
         changes = {k: v for k, v in changes.items() if v is not None or k in ("host", "port")}
         await servers_db.update_server(conn, server_id, changes)
     return server_out(await _server(pool, user.id, server_id))

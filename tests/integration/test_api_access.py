@@ -50,6 +50,7 @@ ROUTES: dict[tuple[str, str], tuple[Need, Body]] = {
     ("POST", "/api/v1/servers"): ("none", None),
     ("GET", "/api/v1/servers"): ("none", None),
     ("GET", "/api/v1/servers/{server_id}"): ("viewer", None),
+    ("GET", "/api/v1/fleet"): ("none", None),
     ("PUT", "/api/v1/servers/{server_id}"): ("owner", lambda ids: {"name": "taken over"}),
     ("DELETE", "/api/v1/servers/{server_id}"): ("owner", None),
     ("PUT", "/api/v1/servers/{server_id}/commands"): ("owner", lambda ids: {"commands_enabled": True}),
@@ -205,6 +206,7 @@ async def test_every_route_is_classified_and_refuses_other_users(
     # Lists leak nothing: the stranger sees none of the owner's servers, rules or alerts.
     for url in (
         "/api/v1/servers",
+        "/api/v1/fleet",
         "/api/v1/alerts/rules",
         "/api/v1/alerts/thresholds",
         "/api/v1/alerts",
