@@ -42,10 +42,13 @@ def create_app(settings: ProcessorSettings) -> faust.App:
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
+        # 200 either way (the worker is alive); `failing`: batches keep failing and are retried
+        # (the write path is broken or the database refuses), nothing is committed past them.
+        stats = services.persistence.stats
         return web.json(
             {
-                "status": "ok",
-                "persistence": services.persistence.stats.as_dict(),
+                "status": "failing" if stats.failing else "ok",
+                "persistence": stats.as_dict(),
                 "retention_runs": services.retention.runs,
             }
         )

@@ -2,7 +2,10 @@
 
 Pure and framework-free: the persistence consumer feeds it Kafka records, the tests feed it bytes.
 A message that can never be decoded becomes a `DeadLetter`, so a poison message is set aside
-(and counted) instead of blocking its partition forever.
+(and counted) instead of blocking its partition forever. Decoding is pure and deterministic, so
+whatever it raises for one record (not only pydantic's errors) is that record's fault: the
+decoder checks at construction that a reference message of every topic decodes, so a decoder that
+cannot decode anything fails at start instead of dead-lettering every message.
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from schemas.canonical import (
     MetricSample,
     utcnow,
 )
+
+from .errors import ProcessorError, describe
+from .probe import reference
 
 # The topics the persistence consumer reads, in the order their rows are written.
 PERSISTED_TOPICS: tuple[topics.TopicSpec, ...] = (
@@ -62,8 +68,13 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class Decoded:
+    """A decoded message, with its record's key and raw value (what a dead letter carries: the
+    payload may hold a value that cannot even be encoded again)."""
+
     position: Position
     payload: Payload
+    key: bytes | None = None
+    raw: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -92,12 +103,21 @@ class Decoder:
     """Decodes records of the persisted topics under one topic prefix."""
 
     def __init__(self, prefix: str) -> None:
-        self._adapters: dict[str, TypeAdapter[Any]] = {
-            topics.METRICS.name(prefix): METRIC_SAMPLE,
-            topics.LOGS.name(prefix): LOG_RECORD,
-            topics.AGENT_EVENTS.name(prefix): AGENT_EVENT,
-            topics.COMMAND_RESULTS.name(prefix): COMMAND_RESULT,
+        kinds: dict[str, tuple[TypeAdapter[Any], type[Payload]]] = {
+            topics.METRICS.name(prefix): (METRIC_SAMPLE, MetricSample),
+            topics.LOGS.name(prefix): (LOG_RECORD, LogRecord),
+            topics.AGENT_EVENTS.name(prefix): (AGENT_EVENT, AgentEvent),
+            topics.COMMAND_RESULTS.name(prefix): (COMMAND_RESULT, CommandResult),
         }
+        now = utcnow()
+        for topic, (adapter, kind) in kinds.items():
+            # A decoder that cannot decode a valid message would dead-letter everything: refuse
+            # to start instead (see probe.py).
+            try:
+                adapter.validate_json(reference(kind, now).to_bytes())
+            except Exception as exc:
+                raise ProcessorError(f"the decoder of {topic} refuses a valid message: {exc}") from exc
+        self._adapters = {topic: adapter for topic, (adapter, _) in kinds.items()}
 
     @property
     def topic_names(self) -> list[str]:
@@ -117,10 +137,13 @@ class Decoder:
                 if record.value is None:
                     raise ValueError("the message has no value")
                 payload: Payload = adapter.validate_json(record.value)
-            except (ValidationError, ValueError) as exc:
-                batch.dead_letters.append(dead_letter(position, record.key, record.value, str(exc)))
+            except MemoryError:
+                raise  # not the record's fault: the batch is read again
+            except Exception as exc:  # noqa: BLE001 - pure decoding: any error is this record's
+                reason = str(exc) if isinstance(exc, ValidationError | ValueError) else describe(exc)
+                batch.dead_letters.append(dead_letter(position, record.key, record.value, reason))
                 continue
-            batch.messages.append(Decoded(position, payload))
+            batch.messages.append(Decoded(position, payload, record.key, record.value))
         return batch
 
 

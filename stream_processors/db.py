@@ -2,8 +2,15 @@
 
 `Database` is a faust (mode) service owning one psycopg pool, opened when the app starts and closed
 when it stops. Every write runs in `Database.transaction()`, which translates psycopg's errors
-once: `DatabaseUnavailable` (retry the same batch) or `DatabaseRejected` (the data itself is
-refused). Bulk rows go in with binary COPY into per-connection staging tables, then one
+once, by SQLSTATE class: `DatabaseUnavailable` for what passes (connection, transaction rollback,
+resources, locks, operator intervention, I/O: retry the same batch) and `DatabaseRejected` for
+everything else (the data, or the statement, is refused: retrying the same rows fails again).
+Unknown errors count as rejected on purpose: a rejected batch is split and its failing message
+dead-lettered only if a reference message can still be written (`probe.py`), so a systemic
+error stops persistence instead of dead-lettering, while an error wrongly taken for a passing
+one would retry one message forever and stall every partition behind it.
+
+Bulk rows go in with binary COPY into per-connection staging tables, then one
 `INSERT ... SELECT ... ON CONFLICT` on each table's natural key, so a replayed batch adds no row.
 """
 
@@ -65,18 +72,40 @@ class Database(mode.Service):
         await self.pool.close(timeout=5.0)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Conn]:
-        """One transaction on a pooled connection; psycopg errors translated here, once."""
+    async def transaction(self, *, rollback: bool = False) -> AsyncIterator[Conn]:
+        """One transaction on a pooled connection; psycopg errors translated here, once.
+
+        `rollback=True` rolls it back at the end even when nothing failed (the write probe)."""
         try:
             timeout = self._settings.db_connect_timeout_seconds
-            async with self.pool.connection(timeout=timeout) as conn, conn.transaction():
+            async with (
+                self.pool.connection(timeout=timeout) as conn,
+                conn.transaction(force_rollback=rollback),
+            ):
                 yield conn
-        except (pg_errors.DataError, pg_errors.IntegrityError) as exc:
-            raise DatabaseRejected(f"{type(exc).__name__}: {exc}") from exc
         except psycopg.Error as exc:
-            # Connection lost, pool timeout, serialization failure, deadlock, admin shutdown, or
-            # anything unexpected: the batch is retried unchanged, never skipped.
-            raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            if passing(exc):
+                # Connection lost, pool timeout, serialization failure, deadlock, admin shutdown:
+                # the batch is retried unchanged, never skipped.
+                raise DatabaseUnavailable(f"{type(exc).__name__}: {exc}") from exc
+            raise DatabaseRejected(f"{type(exc).__name__}: {exc}") from exc
+
+
+# SQLSTATE classes of errors that pass: 08 connection, 40 transaction rollback (serialization,
+# deadlock), 53 insufficient resources, 55 object not in prerequisite state (lock not available),
+# 57 operator intervention (admin shutdown, query canceled), 58 system error (I/O); and 25006,
+# a read-only transaction (a failover in progress).
+_PASSING_CLASSES = frozenset({"08", "40", "53", "55", "57", "58"})
+
+
+def passing(exc: psycopg.Error) -> bool:
+    """Whether the same transaction may succeed later (see the module's docstring)."""
+    state = exc.sqlstate
+    if state is None:
+        # Raised by the client, not the server: a lost connection or a pool timeout pass; a value
+        # psycopg cannot send (a ProgrammingError, a DataError) does not.
+        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+    return state[:2] in _PASSING_CLASSES or state == pg_errors.ReadOnlySqlTransaction.sqlstate
 
 
 # --- staging -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A worker (`python -m stream_processors`, a real process) is SIGKILLed mid-stream and
-restarted: every sample is present exactly once."""
+restarted: every sample is present exactly once, and every poison message in the stream (one
+that cannot be decoded, one that cannot be stored) is in the dead-letter topic."""
 
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ import uuid
 from datetime import timedelta
 from pathlib import Path
 
+import orjson
 import psycopg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from schemas import topics
-from schemas.canonical import utcnow
+from schemas.canonical import DeadLetter, utcnow
 from tests.conftest import ROOT
 from tests.support.persist import PersistEnv, count_metrics, new_env, sample, scalar, wait_until
+from tests.support.topics import read_from_beginning
 
 
 def _free_port() -> int:
@@ -69,11 +72,20 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
     app_id = f"persist-kill-{uuid.uuid4().hex[:6]}"
     log = tmp_path / "worker.log"
 
+    # Poison, spread through the stream: undecodable, and unstorable (an int8 overflow).
+    unstorable = sample(uuid.uuid4(), start, cpu=1.0).model_dump(mode="json")
+    unstorable["interfaces"] = [{"interface": "eth0", "bytes_sent": 2**63, "bytes_recv": 1}]
+    poison = {40 * 10: b"{not json", 40 * 30: orjson.dumps(unstorable)}
+    poison_offsets: list[tuple[int, int]] = []
+
     async def keep_producing() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
         await producer.start()
         try:
             for begin in range(0, total, 40):
+                if begin in poison:
+                    meta = await producer.send_and_wait(env.topic(topics.METRICS), poison[begin], key=b"x")
+                    poison_offsets.append((meta.partition, meta.offset))
                 sent = [
                     await producer.send(
                         env.topic(topics.METRICS), s.to_bytes(), key=topics.server_key(s.server_id)
@@ -104,7 +116,9 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
             _alive_and_at_least(worker, database_url, servers, total), timeout=90, what="every sample"
         )
         await wait_until(
-            lambda: _offsets_reach(env, database_url, total), timeout=60, what="the seam offsets to catch up"
+            lambda: _offsets_reach(env, database_url, total + len(poison)),
+            timeout=60,
+            what="the seam offsets to catch up",
         )
     except BaseException:
         print(log.read_text()[-5000:])
@@ -118,6 +132,27 @@ async def test_sigkill_mid_batch_then_restart_loses_and_duplicates_nothing(
             worker.kill()
             worker.wait(10)
     assert await count_metrics(database_url, servers) == (total, total)
+    # Each poison message is dead-lettered (twice at most: once more if the kill came between
+    # its dead letter and the commit), none is lost.
+    letters = await _dead_letters(env)
+    assert set(poison_offsets) <= letters, (poison_offsets, letters)
+
+
+async def _dead_letters(env: PersistEnv) -> set[tuple[int, int]]:
+    """The (partition, offset) of every dead letter from the metrics topic."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=env.common.kafka_bootstrap, group_id=None)
+    await consumer.start()
+    try:
+        await read_from_beginning(consumer, env.topic(topics.DEAD_LETTERS))
+        found: set[tuple[int, int]] = set()
+        for records in (await consumer.getmany(timeout_ms=3000)).values():
+            for record in records:
+                letter = DeadLetter.model_validate_json(record.value or b"")
+                if letter.topic == env.topic(topics.METRICS):
+                    found.add((letter.partition, letter.offset))
+        return found
+    finally:
+        await consumer.stop()
 
 
 def _alive_and_at_least(worker: subprocess.Popen[bytes], dsn: str, servers: list[uuid.UUID], n: int):

@@ -15,7 +15,7 @@ import pytest
 from schemas import topics
 from schemas.canonical import LogRecord, MetricSample, log_entry_id
 from schemas.settings import CommonSettings, Environment
-from stream_processors import db, persist
+from stream_processors import db, persist, probe
 from stream_processors.batch import Decoder
 from stream_processors.errors import DatabaseRejected, DatabaseUnavailable
 from stream_processors.retention import retention_plan
@@ -132,7 +132,11 @@ class FakeDatabase:
         self.log = log
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[object]:
+    async def transaction(self, *, rollback: bool = False) -> AsyncIterator[object]:
+        if rollback:  # the write probe of a reference message: always rolled back
+            yield object()
+            self.log.append("probe")
+            return
         outcome = self.script.pop(0) if self.script else None
         yield object()
         if outcome is not None:
@@ -172,6 +176,8 @@ def service_with(
         # The poison: a log whose message the database refuses.
         if any(isinstance(p, LogRecord) and "\x00" in p.message for p in payloads):
             raise DatabaseRejected("NUL in text")
+        if any(p.server_id == probe.PROBE_SERVER for p in payloads):
+            return  # the write probe's reference message, rolled back
         written.append(sorted(highest.values()))
         messages.extend(p.message for p in payloads if isinstance(p, LogRecord))
 
