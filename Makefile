@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVICES := infra/services.sh
-PACKAGES := schemas ops ingest api stream_processors agent
+PACKAGES := schemas alerting ops ingest api stream_processors agent
 
 # One place for the ports: the services script, the deployables and the tests all follow these.
 export FLEETPULSE_PG_PORT ?= 15432

@@ -29,12 +29,12 @@ import orjson
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
+from alerting.evaluation import evaluate_server, spec_from_rule
 from ops import migrate
 from schemas import topics
 from schemas.alerts import AlertRule
 from schemas.canonical import METRIC_SAMPLE, DiskSample, InterfaceSample, MetricSample, utcnow
-from stream_processors.alerts.engine import decode_states, evaluate_for_server
-from stream_processors.alerts.evaluation import spec_from_rule
+from stream_processors.alerts.engine import decode_states
 from tests.support.alerts import T0, Bus, new_env, wait_for
 from tests.support.topics import delete_topics, read_from_beginning
 
@@ -125,7 +125,7 @@ def bench_evaluation(
     for b in raw:
         sample = METRIC_SAMPLE.validate_json(b)
         states = decode_states(table.get(sample.server_id))
-        evaluate_for_server(specs[sample.server_id], states, sample, None, lambda _r: None)
+        evaluate_server(specs[sample.server_id], states, sample, None, lambda _r: None)
         table[sample.server_id] = orjson.dumps(states)
     evaluated = len(raw) / (time.perf_counter() - start)
     return evaluated, baseline

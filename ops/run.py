@@ -89,7 +89,7 @@ class RunConfig:
         env = os.environ
         combined_setting = env.get("FLEETPULSE_RUN_COMBINED", "auto").lower()
         if combined_setting == "auto":
-            combined = importlib.util.find_spec("api.combined") is not None
+            combined = importlib.util.find_spec("ops.server") is not None
         else:
             combined = combined_setting in ("1", "true", "yes")
         return cls(
@@ -113,7 +113,7 @@ def children(cfg: RunConfig) -> list[Child]:
         "processors", [py, "-m", "stream_processors"], f"http://127.0.0.1:{cfg.processors_port}/health"
     )
     if cfg.combined:
-        api = Child("api+ingest", [py, "-m", "api", "--with-ingest"], f"{cfg.api_url}/health")
+        api = Child("api+ingest", [py, "-m", "ops.server"], f"{cfg.api_url}/health")
         return [api, processors]
     return [
         Child("ingest", [py, "-m", "ingest"], f"http://127.0.0.1:{cfg.ingest_port}/health"),

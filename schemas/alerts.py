@@ -9,7 +9,7 @@ the subject and the instant the condition began to hold (`episode_id`), so a rep
 backtest of the same data produces the same ids; `event_id` adds the state, and is what stores and
 notifiers deduplicate on.
 
-Rule semantics (the evaluation code in `stream_processors.alerts.evaluation` is the reference):
+Rule semantics (the evaluation code in `alerting.evaluation` is the reference):
 - the condition is `value <comparison> threshold`, on each sample's own time (event time);
 - the rule fires when the condition has held continuously for `for_seconds` (0: on the first
   breaching sample);

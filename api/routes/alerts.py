@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from alerting.replay import Episode, backtest
 from schemas.alerts import (
     MAX_DURATION_SECONDS,
     AlertRule,
@@ -29,10 +30,9 @@ from schemas.alerts import (
     threshold_from_rule,
 )
 from schemas.canonical import UtcDatetime
-from stream_processors.alerts.backtest import Episode, backtest
-from stream_processors.alerts.errors import BacktestTooLarge
 
 from ..db import alerts as alerts_db
+from ..db import backtest as backtest_db
 from ..db import servers as servers_db
 from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
@@ -341,12 +341,15 @@ async def _backtest(
             servers = [rule.server_id]
         else:
             servers = await alerts_db.owned_server_ids(conn, user.id, resources.settings.backtest_max_servers)
-        try:
-            found = await backtest(
-                conn, rule, servers, start, end, max_samples=resources.settings.backtest_max_samples
+        limit = resources.settings.backtest_max_samples
+        count = await backtest_db.count_samples(conn, servers, start, end)
+        if count > limit:
+            raise Unprocessable(
+                f"the range holds {count} samples, more than the limit of {limit}: narrow the range"
             )
-        except BacktestTooLarge as exc:
-            raise Unprocessable(f"{exc}: narrow the range") from exc
+        samples = await backtest_db.load_samples(conn, servers, start, end)
+    # Pure CPU work, off the connection: the replay is the live engine's own evaluation.
+    found = backtest(rule, samples, end)
     return BacktestOut(rule=rule, start=start, end=end, servers=servers, episodes=found)
 
 

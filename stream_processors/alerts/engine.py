@@ -30,19 +30,12 @@ import faust
 import orjson
 from pydantic import ValidationError
 
+from alerting.evaluation import State, evaluate_server, evaluate_silence
 from schemas import topics
 from schemas.alerts import AlertEvent
 from schemas.canonical import METRIC_SAMPLE, MetricSample, utcnow
 
 from . import store
-from .evaluation import (
-    RuleSpec,
-    State,
-    close_removed,
-    evaluate_sample,
-    evaluate_silence,
-    new_state,
-)
 from .resources import AlertResources
 
 log = logging.getLogger(__name__)
@@ -55,32 +48,6 @@ def decode_states(raw: bytes | None) -> dict[str, State]:
         return {}
     decoded: dict[str, State] = orjson.loads(raw)
     return decoded
-
-
-def evaluate_for_server(
-    specs: list[RuleSpec],
-    states: dict[str, State],
-    sample: MetricSample,
-    owner_id: uuid.UUID | None,
-    retired: Any,
-) -> list[AlertEvent]:
-    """Evaluate one sample against every rule of its server; drop state of rules gone since."""
-    events: list[AlertEvent] = []
-    active = set()
-    for spec in specs:
-        key = str(spec.rule_id)
-        active.add(key)
-        state = states.get(key)
-        if state is None:
-            state = states[key] = new_state()
-        events.extend(evaluate_sample(spec, sample, state, owner_id))
-    for key in [k for k in states if k not in active]:
-        gone = retired(uuid.UUID(key))
-        if gone is not None:
-            # A deleted or disabled rule: its open episodes end now.
-            events.extend(close_removed(gone, sample.server_id, states[key], sample.time, owner_id))
-        del states[key]
-    return events
 
 
 Publish = Callable[[bytes, list[AlertEvent]], Awaitable[None]]
@@ -105,7 +72,7 @@ class Evaluator:
             states = decode_states(self.table.get(key))
             if not specs and not states:
                 return
-            events = evaluate_for_server(specs, states, sample, owner, self.resources.registry.retired)
+            events = evaluate_server(specs, states, sample, owner, self.resources.registry.retired)
             await self.publish(key, events)
             self.table[key] = orjson.dumps(states) if states else b""
 

@@ -9,14 +9,6 @@ class AlertError(Exception):
     retriable: bool = False
 
 
-class BacktestTooLarge(AlertError):
-    """A backtest would replay more samples than `backtest_max_samples`: narrow the range."""
-
-
-class CodeRuleError(AlertError):
-    """A rules-as-code module is unusable (import failed, no rules, two rules with one id)."""
-
-
 class DeliveryFailed(AlertError):
     """A notification could not be delivered (retriable: a later attempt may succeed)."""
 

@@ -12,10 +12,11 @@ import httpx
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from alerting.registry import RuleRegistry
 from schemas.settings import CommonSettings
 
 from . import store
-from .rules import RuleRegistry, RulesFeed
+from .rules import RulesFeed
 from .settings import AlertSettings
 
 log = logging.getLogger(__name__)

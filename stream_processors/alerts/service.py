@@ -1,8 +1,8 @@
 """Wiring: the alert processors added to a faust app, and apps of their own.
 
-`register_alerts` is what the processors' `create_app` calls (rules from the topic, engine and
-notifier in the main worker). `create_alert_app` builds a worker that runs only alerting (to
-scale it apart), or only the rules of one rules-as-code module (`code=`).
+`register_alerts` is what the processors' `create_app` calls (rules from the topic and the code
+rules of the settings, engine and notifier in the main worker). `create_alert_app` builds a worker
+that runs only alerting, to scale it apart.
 """
 
 from __future__ import annotations
@@ -12,32 +12,26 @@ from typing import Any
 import faust
 import mode
 
+from alerting.code import load_deployments
+from alerting.registry import RuleRegistry
 from schemas import topics
 from schemas.settings import CommonSettings
 
 from ..faust_app import create_faust_app
 from .engine import register_engine
-from .evaluation import RuleSpec
 from .notifier import register_notifier
 from .resources import AlertResources
-from .rules import RuleRegistry
 from .settings import AlertSettings
 
 
-def register_alerts(
-    app: faust.App,
-    common: CommonSettings,
-    settings: AlertSettings,
-    *,
-    code_rules: list[RuleSpec] | None = None,
-) -> AlertResources | None:
-    """Add alerting to `app`. With `code_rules`, evaluate those (and no notifier, no rules topic)."""
+def register_alerts(app: faust.App, common: CommonSettings, settings: AlertSettings) -> AlertResources | None:
+    """Add alerting to `app`: the rules of the rules topic and the code rules of the settings."""
     if not settings.enabled:
         return None
     registry = RuleRegistry(settings.max_rules_per_server)
-    for spec in code_rules or ():
-        registry.put_static(spec)
-    rules_topic = None if code_rules is not None else topics.ALERT_RULES.name(common.topic_prefix)
+    for spec in load_deployments(settings.code_deployments):
+        registry.put_code(spec)
+    rules_topic = topics.ALERT_RULES.name(common.topic_prefix)
     resources = AlertResources(common, settings, registry, rules_topic)
 
     class AlertResourcesService(mode.Service):
@@ -65,8 +59,7 @@ def register_alerts(
         partitions=common.topic_partitions,
         tick_seconds=settings.tick_seconds,
     )
-    if code_rules is None:
-        register_notifier(app, resources, prefix=common.topic_prefix)
+    register_notifier(app, resources, prefix=common.topic_prefix)
     return resources
 
 
@@ -76,7 +69,6 @@ def create_alert_app(
     *,
     app_id: str,
     web_port: int,
-    code_rules: list[RuleSpec] | None = None,
 ) -> faust.App:
     """A faust worker that runs only alerting: the same conventions as the processors' app."""
     app = create_faust_app(
@@ -91,5 +83,5 @@ def create_alert_app(
     async def health(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
 
-    register_alerts(app, common, settings, code_rules=code_rules)
+    register_alerts(app, common, settings)
     return app

@@ -5,8 +5,13 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from alerting.code import Deployment
+
 
 class AlertSettings(BaseSettings):
+    """Read once at the entry point; `code_deployments` parses `code_rules` (a bad entry stops
+    the worker at start, naming it)."""
+
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_PROCESSORS_ALERTS_", extra="ignore")
 
     enabled: bool = True
@@ -24,9 +29,10 @@ class AlertSettings(BaseSettings):
     notify_backoff_max_seconds: float = Field(default=30.0, ge=0, le=3600)
     notify_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     notify_enabled: bool = True
-    # Backtests refuse to replay more samples than this in one call.
-    backtest_max_samples: int = Field(default=500_000, ge=1, le=50_000_000)
     db_pool_max_size: int = Field(default=4, ge=1, le=100)
+    # Rules deployed as code: comma-separated `<module>@<owner user id>`, each module's rules
+    # evaluated on that owner's servers only (docs/alerts.md: deploying and rolling back).
+    code_rules: str = ""
     # Consumer group timing of alerting-only and rules-as-code workers: a worker that dies
     # without leaving the group keeps its partitions (and their alerts) until the session
     # times out.
@@ -35,3 +41,7 @@ class AlertSettings(BaseSettings):
     # The alerting-only worker (`python -m stream_processors.alerts`) and rules-as-code workers.
     worker_app_id: str = "fleetpulse-alerts"
     worker_web_port: int = Field(default=6067, ge=0, le=65535)
+
+    @property
+    def code_deployments(self) -> list[Deployment]:
+        return [Deployment.parse(part) for part in self.code_rules.split(",") if part.strip()]

@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from stream_processors.alerts.backtest import backtest
+from alerting.replay import backtest
+from api.db.backtest import load_samples
 from tests.support.alerts import (
     T0,
     AlertEnv,
@@ -182,7 +183,8 @@ async def test_backtest_over_stored_data_matches_the_live_engine(env: AlertEnv, 
             await bus.samples(samples)
             await sentinel.mark(len(values) * 10, [worker])
         live = await episodes(dsn, rule.rule_id)
-        replayed = await backtest(conn, rule, [server], at(0), at(len(values) * 10))
+        end = at(len(values) * 10)
+        replayed = backtest(rule, await load_samples(conn, [server], at(0), end), end)
     finally:
         await conn.close()
     assert len(live) == 3  # from 10 (fired 30, resolved 70), from 80 (100, 120), from 130 (150, 160)

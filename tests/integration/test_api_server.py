@@ -1,4 +1,4 @@
-"""One process, one port: ingest and the API served together (`python -m api --with-ingest`).
+"""One process, one port: ingest and the API served together (`python -m ops.server`).
 
 End to end through the real pieces: a user sets up a server and a key over REST, an agent
 connects to the agent socket on the same port, a command goes API -> Kafka -> ingest -> agent
@@ -20,8 +20,8 @@ from starlette.routing import WebSocketRoute
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from api.combined import create_combined_app
 from ingest.settings import IngestSettings
+from ops.server import create_combined_app
 from schemas.settings import CommonSettings
 from tests.support.api_client import api_settings, create_server, register
 

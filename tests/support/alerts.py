@@ -52,7 +52,7 @@ class AlertEnv:
     def topic(self, spec: topics.TopicSpec) -> str:
         return spec.name(self.prefix)
 
-    def worker(self, app_id: str, *, module: str | None = None, **settings: Any) -> Worker:
+    def worker(self, app_id: str, **settings: Any) -> Worker:
         env = dict(os.environ)
         env.update(
             {
@@ -74,12 +74,11 @@ class AlertEnv:
         )
         for name, value in settings.items():
             env[f"FLEETPULSE_PROCESSORS_ALERTS_{name.upper()}"] = str(value)
-        target = ["stream_processors.alerts.code", module] if module else ["stream_processors.alerts"]
         worker = Worker(
             [
                 sys.executable,
                 "-m",
-                *target,
+                "stream_processors.alerts",
                 "worker",
                 "-l",
                 os.environ.get("FLEETPULSE_TEST_WORKER_LOGLEVEL", "warn"),

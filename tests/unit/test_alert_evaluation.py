@@ -3,17 +3,17 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from schemas.alerts import AlertRule
-from schemas.canonical import DiskSample, InterfaceSample, MetricSample
-from stream_processors.alerts.backtest import episodes, replay
-from stream_processors.alerts.code import load
-from stream_processors.alerts.evaluation import (
+from alerting.code import load
+from alerting.evaluation import (
     close_removed,
     evaluate_sample,
     evaluate_silence,
     new_state,
     spec_from_rule,
 )
+from alerting.replay import episodes, replay
+from schemas.alerts import AlertRule
+from schemas.canonical import DiskSample, InterfaceSample, MetricSample
 
 OWNER = uuid.UUID("00000000-0000-4000-8000-00000000000a")
 SERVER = uuid.UUID("00000000-0000-4000-8000-000000000001")
@@ -182,7 +182,7 @@ def test_backtest_replay_equals_step_by_step_evaluation() -> None:
 
 
 def test_disk_fill_rate_example_fires_on_a_filling_disk_only() -> None:
-    (spec,) = load("stream_processors.alerts.examples.disk_fill_rate")
+    (spec,) = load("alerting.examples.disk_fill_rate", OWNER)
     total = 1_000_000_000
     state = new_state()
     events = []

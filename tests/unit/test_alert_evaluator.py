@@ -7,12 +7,12 @@ from typing import Any, cast
 
 import orjson
 
+from alerting.registry import RuleRegistry
 from schemas import topics
 from schemas.alerts import AlertEvent, AlertRule
 from schemas.canonical import MetricSample
 from stream_processors.alerts.engine import Evaluator
 from stream_processors.alerts.resources import AlertResources
-from stream_processors.alerts.rules import RuleRegistry
 
 OWNER = uuid.uuid4()
 SERVER = uuid.uuid4()

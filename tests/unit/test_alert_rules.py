@@ -1,8 +1,8 @@
 import uuid
 from datetime import UTC, datetime
 
+from alerting.registry import RuleRegistry
 from schemas.alerts import AlertRule, rule_key
-from stream_processors.alerts.rules import RuleRegistry
 
 OWNER = uuid.uuid4()
 SERVER = uuid.uuid4()

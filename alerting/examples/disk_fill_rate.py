@@ -1,6 +1,7 @@
 """Disk fill rate: "this disk will be full within 6 hours at the current rate".
 
-Run it:  python -m stream_processors.alerts.code stream_processors.alerts.examples.disk_fill_rate
+Deploy it for a user: add `alerting.examples.disk_fill_rate@<user id>` to
+FLEETPULSE_PROCESSORS_ALERTS_CODE_RULES (docs/alerts.md).
 
 For each mount, the growth rate is the least-squares slope of used bytes over the last
 `WINDOW_SECONDS` of samples; the value is the hours until `free_bytes` reach zero at that rate
@@ -13,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from alerting.code import rule
+from alerting.evaluation import to_us
 from schemas.canonical import MetricSample
-from stream_processors.alerts.code import rule
-from stream_processors.alerts.evaluation import to_us
 
 WINDOW_SECONDS = 3600.0
 MIN_POINTS = 3

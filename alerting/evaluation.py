@@ -1,9 +1,9 @@
 """The one evaluation of alert rules, shared by the live engine, rules deployed as code and the backtest.
 
 Pure and synchronous: no faust, no Kafka, no database. State is a JSON-compatible dict per
-(server, rule), so the live engine can keep it in a changelog-backed table (encoded with orjson)
-and the backtest in a plain dict; the same samples in the same order always yield the same
-events with the same episode ids.
+(server, rule), so the live engine can keep it in memory and snapshot it to its changelog topic
+(encoded with orjson) and the backtest in a plain dict; the same samples in the same order always
+yield the same events with the same episode ids.
 
 Per subject (a disk mount, an interface, or "" for server-wide metrics) the state machine is:
 
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import operator
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -270,8 +270,10 @@ def evaluate_sample(
     if last is not None and now <= last:
         return []  # older than what this state has seen: a duplicate or a late replay
     state["last_time"] = now
-    assert spec.signal is not None
-    values = spec.signal(sample, state["memory"])
+    signal = spec.signal
+    if signal is None:  # unreachable: no-data rules returned above; narrows the type
+        return []
+    values = signal(sample, state["memory"])
     events: list[AlertEvent] = []
     for subject, value in values.items():
         sub = state["subjects"].setdefault(subject, {"phase": "ok", "since": None, "started": None})
@@ -380,4 +382,38 @@ def close_removed(
         for subject, started in open_episodes(state)
     ]
     state["subjects"].clear()
+    return events
+
+
+# --- One server, every rule ----------------------------------------------------------------------
+
+Retired = Callable[[uuid.UUID], "RuleSpec | None"]
+"""The last version of a rule that was deleted or disabled (None: unknown), to resolve its episodes."""
+
+
+def evaluate_server(
+    specs: Iterable[RuleSpec],
+    states: dict[str, State],
+    sample: MetricSample,
+    owner_id: uuid.UUID | None,
+    retired: Retired,
+) -> list[AlertEvent]:
+    """Evaluate one sample against every rule of its server (`states`: rule id -> state, updated
+    in place); the state of rules gone since is dropped, their open episodes resolved."""
+    events: list[AlertEvent] = []
+    active = set()
+    for spec in specs:
+        key = str(spec.rule_id)
+        active.add(key)
+        state = states.get(key)
+        if state is None:
+            state = states[key] = new_state()
+        events.extend(evaluate_sample(spec, sample, state, owner_id))
+    if len(states) > len(active):
+        for key in [k for k in states if k not in active]:
+            gone = retired(uuid.UUID(key))
+            if gone is not None:
+                # A deleted or disabled rule: its open episodes end now.
+                events.extend(close_removed(gone, sample.server_id, states[key], sample.time, owner_id))
+            del states[key]
     return events
