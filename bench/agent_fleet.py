@@ -149,7 +149,16 @@ def main() -> None:
         for n in args.agents:
             keys = Path(tmp) / f"keys-{n}.txt"
             keys.write_text("".join(f"fpk_sim_{i}\n" for i in range(n)))
-            sim = [sys.executable, "-m", "agent", "simulate", "--agents", str(n), "--keys-file", str(keys)]
+            sim = [
+                sys.executable,
+                "-m",
+                "fleetpulse_agent",
+                "simulate",
+                "--agents",
+                str(n),
+                "--keys-file",
+                str(keys),
+            ]
             sim += ["--server-url", url, "--interval", str(args.interval), "--churn-seconds", "0"]
             sim += ["--startup-spread", str(spread(n)), "--report-seconds", "3600"]
             raw = [sys.executable, "-c", RAW_CLIENTS, str(n), str(args.interval), url]

@@ -4,7 +4,7 @@ collects the same readings at the same interval with no spool and no socket (CPU
 
     .venv/bin/python -m bench.agent_footprint [--seconds 120] [--interval 5]
 
-The agent runs as a subprocess (`python -m agent run`, its real entry point) against a small
+The agent runs as a subprocess (`python -m fleetpulse_agent run`, its real entry point) against a small
 acking WebSocket server in this process (the agent's work is the same whatever answers the acks;
 a real ingest would only add its own cost to the machine). Nothing else is needed.
 """
@@ -97,7 +97,7 @@ async def main_async(args: argparse.Namespace) -> None:
         runs = {
             "bare python": [sys.executable, "-c", "import time; time.sleep(100000)"],
             "raw psutil loop": [sys.executable, "-c", RAW_LOOP, str(args.interval)],
-            "fleetpulse-agent": [sys.executable, "-m", "agent", "run"],
+            "fleetpulse-agent": [sys.executable, "-m", "fleetpulse_agent", "run"],
         }
         for name, argv in runs.items():
             proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

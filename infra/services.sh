@@ -123,11 +123,14 @@ setup_kafka() {
 
 setup_venv() {
   local stamp=$VENV/.fleetpulse-stamp want
-  want=$(hash_of "$ROOT/pyproject.toml" "$ROOT/constraints.txt")
+  want=$(hash_of "$ROOT/pyproject.toml" "$ROOT/agent/pyproject.toml" "$ROOT/constraints.txt")
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "Python environment up to date"; return 0; fi
   log "creating the Python environment in $VENV"
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[dev,agent]"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT[dev]"
+  # The agent's own distribution (agent/), editable, after the server's: make run's agents, the
+  # benchmarks and the tests import it as `fleetpulse_agent`.
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c "$ROOT/constraints.txt" -e "$ROOT/agent[docker]"
   echo "$want" >"$stamp"
 }
 

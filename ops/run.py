@@ -40,7 +40,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from agent.rest import RestClient, RestError
+from fleetpulse_agent.rest import RestClient, RestError
 from schemas.settings import CommonSettings
 
 from . import migrate, topics
@@ -226,7 +226,16 @@ def agent_children(cfg: RunConfig, demo: Demo, this_machine: str, simulated: lis
     if simulated:
         keys_file = cfg.run_dir / "simulated-keys.txt"
         write_private(keys_file, "".join(demo.keys[n] + "\n" for n in simulated))
-        argv = [py, "-m", "agent", "simulate", "--agents", str(len(simulated)), "--keys-file", str(keys_file)]
+        argv = [
+            py,
+            "-m",
+            "fleetpulse_agent",
+            "simulate",
+            "--agents",
+            str(len(simulated)),
+            "--keys-file",
+            str(keys_file),
+        ]
         argv += ["--server-url", cfg.agent_url, "--churn-seconds", "300", "--startup-spread", "2"]
         out.append(Child("simulator", argv, None))
     agent_env = {
@@ -235,7 +244,7 @@ def agent_children(cfg: RunConfig, demo: Demo, this_machine: str, simulated: lis
         "FLEETPULSE_AGENT_STATE_DIR": str(cfg.run_dir / "agent"),
         "FLEETPULSE_AGENT_STARTUP_JITTER_SECONDS": "0",
     }
-    out.append(Child("agent", [py, "-m", "agent", "run"], None, env=agent_env))
+    out.append(Child("agent", [py, "-m", "fleetpulse_agent", "run"], None, env=agent_env))
     return out
 
 

@@ -33,9 +33,10 @@ import psycopg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from agent.collector import Collector
-from agent.settings import AgentSettings
-from agent.spool import DiskSpool
+from fleetpulse_agent.collector import Collector
+from fleetpulse_agent.settings import AgentSettings, settings
+from fleetpulse_agent.spool import DiskSpool
+from fleetpulse_agent.wire import MetricsFrame
 from schemas import apikeys, topics
 from schemas.agent_wire import AGENT_FRAME, SeedMetricsFrame
 from schemas.canonical import COMMAND_RESULT, CommandRequest, CommandResult, utcnow
@@ -203,7 +204,7 @@ def agent_settings(stack: Stack, url: str, **kw: Any) -> AgentSettings:
         "replay_rate_per_second": 50,
     }
     values.update(kw)
-    return AgentSettings(**values)
+    return settings(**values)
 
 
 def agent_process(stack: Stack, url: str, log: Path, **settings: str) -> Proc:
@@ -219,7 +220,7 @@ def agent_process(stack: Stack, url: str, log: Path, **settings: str) -> Proc:
         FLEETPULSE_AGENT_REPLAY_RATE_PER_SECOND="50",
     )
     env.update({f"FLEETPULSE_AGENT_{k.upper()}": v for k, v in settings.items()})
-    return Proc([sys.executable, "-m", "agent", "run"], env, log)
+    return Proc([sys.executable, "-m", "fleetpulse_agent", "run"], env, log)
 
 
 async def spooled_times(path: Path) -> list[datetime]:
@@ -237,7 +238,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[datetime]]:
     times: list[datetime] = []
     original = Collector.sample
 
-    def sample(self: Collector) -> SeedMetricsFrame:
+    def sample(self: Collector) -> MetricsFrame:
         frame = original(self)
         times.append(frame.timestamp)
         return frame
@@ -247,7 +248,7 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[datetime]]:
 
 
 async def test_agent_metrics_land_in_timescaledb(stack: Stack, recorded: list[datetime]) -> None:
-    from agent.runner import run_agent
+    from fleetpulse_agent.runner import run_agent
 
     stack.ingest.start()
     await stack.ingest.ready()
@@ -283,7 +284,7 @@ async def test_agent_metrics_land_in_timescaledb(stack: Stack, recorded: list[da
 async def test_ingest_killed_and_restarted_every_sample_arrives_exactly_once(
     stack: Stack, recorded: list[datetime]
 ) -> None:
-    from agent.runner import run_agent
+    from fleetpulse_agent.runner import run_agent
 
     stack.ingest.start()
     await stack.ingest.ready()
@@ -380,7 +381,7 @@ async def test_a_refused_key_stops_the_agent_with_the_reason(stack: Stack) -> No
 
 
 async def test_tailed_log_lines_land_in_timescaledb(stack: Stack) -> None:
-    from agent.runner import run_agent
+    from fleetpulse_agent.runner import run_agent
 
     stack.ingest.start()
     await stack.ingest.ready()
@@ -432,7 +433,7 @@ async def run_commands(
 ) -> dict[uuid.UUID, CommandResult]:
     """Start ingest and an in-process agent, publish the requests as the API does, and collect
     the results ingest publishes from the agent's answers."""
-    from agent.runner import run_agent
+    from fleetpulse_agent.runner import run_agent
 
     prefix = stack.env.prefix
     stack.ingest.start()

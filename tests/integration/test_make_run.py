@@ -122,6 +122,7 @@ def test_make_run_then_watch_shows_history_then_live_and_ctrl_c_stops_everything
         FLEETPULSE_RUN_DIR=str(tmp_path / "run"),
         FLEETPULSE_RUN_KEEP_SERVICES="1",  # the services are shared with every other test
         FLEETPULSE_RUN_AGENTS="2",
+        XDG_CONFIG_HOME=str(tmp_path / "config"),  # no `fleetpulse login` session of this machine's user
     )
     # Its own process group, as a terminal's foreground job: Ctrl-C is SIGINT to the group.
     make = subprocess.Popen(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from types import SimpleNamespace
 
-from agent.collector import Collector, real_filesystems
+from fleetpulse_agent.collector import Collector, real_filesystems, top_by_cpu_and_memory
+from fleetpulse_agent.wire import Process
 from schemas.agent_wire import AGENT_FRAME, SeedMetricsFrame
 
 
@@ -30,7 +31,7 @@ def test_a_sample_of_this_machine_is_a_valid_seed_metrics_frame() -> None:
     collector = Collector(top_processes=5)
     time.sleep(0.2)
     frame = collector.sample()
-    again = AGENT_FRAME.validate_json(frame.model_copy(update={"seq": 7}).to_bytes())
+    again = AGENT_FRAME.validate_json(frame.with_seq(7).to_bytes())  # the server's own model
     assert isinstance(again, SeedMetricsFrame) and again.seq == 7
     assert 0 <= frame.cpu_percent <= 100 and 0 < frame.memory_percent <= 100
     assert frame.memory_total and frame.cpu_cores and frame.uptime_seconds is not None
@@ -38,13 +39,37 @@ def test_a_sample_of_this_machine_is_a_valid_seed_metrics_frame() -> None:
     assert all(d.path not in ("/proc", "/sys", "/dev/shm") for d in frame.disk_usage)
     assert any(n.interface == "lo" for n in frame.network)
     assert frame.load_average is not None
-    assert 0 < len(frame.top_processes) <= 5
+    assert 0 < len(frame.top_processes) <= 10  # the top 5 by CPU and the top 5 by memory
+    assert len({p.pid for p in frame.top_processes}) == len(frame.top_processes)
     assert frame.containers is None  # no Docker source given
 
 
-def test_top_processes_are_ordered_by_cpu() -> None:
-    collector = Collector(top_processes=50)
+def test_top_processes_are_the_top_n_by_cpu_then_the_top_n_by_memory() -> None:
+    def proc(pid: int, cpu: float, mem: float) -> Process:
+        return Process(pid=pid, name=f"p{pid}", cpu_percent=cpu, memory_percent=mem)
+
+    rows = [
+        proc(1, 90, 1),
+        proc(2, 50, 2),
+        proc(3, 0.5, 60),
+        proc(4, 0, 30),
+        proc(5, 10, 25),
+        proc(6, 0, 0.1),
+    ]
+    chosen = top_by_cpu_and_memory(rows, 2)
+    # The two CPU hogs, then the two largest by memory: the leak (pid 3) shows although idle.
+    assert [p.pid for p in chosen] == [1, 2, 3, 4]
+    # A process in both lists is sent once.
+    assert [p.pid for p in top_by_cpu_and_memory([proc(1, 90, 60), proc(2, 1, 1), proc(3, 0, 2)], 1)] == [1]
+    assert top_by_cpu_and_memory(rows, 0) == []
+
+
+def test_a_real_sample_holds_the_top_n_by_cpu_then_by_memory() -> None:
+    collector = Collector(top_processes=3)
     time.sleep(0.2)
     frame = collector.sample()
-    cpus = [p.cpu_percent or 0.0 for p in frame.top_processes]
+    cpus = [p.cpu_percent or 0.0 for p in frame.top_processes[:3]]
     assert cpus == sorted(cpus, reverse=True)
+    mems = [p.memory_percent or 0.0 for p in frame.top_processes[3:]]
+    assert mems == sorted(mems, reverse=True)
+    assert 3 <= len(frame.top_processes) <= 6

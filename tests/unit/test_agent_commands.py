@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands import REFUSED_EXIT, TIMED_OUT_EXIT, CommandPolicy, DockerActions, run_command
+from fleetpulse_agent.commands import REFUSED_EXIT, TIMED_OUT_EXIT, CommandPolicy, DockerActions, run_command
 
 PY = sys.executable
 

@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from agent.commands import CommandPolicy
-from agent.connection import AgentConnection, ConnectionConfig
-from agent.errors import AuthRejected, Superseded
-from agent.runner import MAX_LOG_BATCH_BYTES, log_batches, spool_metrics
-from agent.spool import MemorySpool
+from fleetpulse_agent.commands import CommandPolicy
+from fleetpulse_agent.connection import AgentConnection, ConnectionConfig
+from fleetpulse_agent.errors import AuthRejected, Superseded
+from fleetpulse_agent.runner import MAX_LOG_BATCH_BYTES, log_batches, spool_metrics
+from fleetpulse_agent.spool import MemorySpool
+from fleetpulse_agent.wire import LogEntry, MetricsFrame
 from schemas.agent_wire import (
     AGENT_FRAME,
     CLOSE_POLICY,
@@ -30,7 +31,6 @@ from schemas.agent_wire import (
     CommandFrame,
     CommandResponseFrame,
     ErrorFrame,
-    LogEntry,
     PingFrame,
     PongFrame,
     SeedMetricsFrame,
@@ -105,8 +105,8 @@ def config(url: str, key: str = GOOD_KEY, **kw: float) -> ConnectionConfig:
     return ConnectionConfig(url=url, api_key=key, **base)  # type: ignore[arg-type]
 
 
-def sample(t: datetime, cpu: float = 10.0) -> SeedMetricsFrame:
-    return SeedMetricsFrame(type="metrics", timestamp=t, cpu_percent=cpu, memory_percent=50.0)
+def sample(t: datetime, cpu: float = 10.0) -> MetricsFrame:
+    return MetricsFrame(timestamp=t, cpu_percent=cpu, memory_percent=50.0)
 
 
 async def until(cond: Callable[[], bool], what: str, within: float = 30.0) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.logtail import LogTailer, guess_level
-from agent.pacing import TokenBucket
+from fleetpulse_agent.logtail import LogTailer, guess_level
+from fleetpulse_agent.pacing import TokenBucket
 
 
 def tailer(*paths: Path, rate: float = 1000, burst: int = 1000) -> LogTailer:

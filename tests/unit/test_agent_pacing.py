@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from agent.pacing import Backoff, TokenBucket
+from fleetpulse_agent.pacing import Backoff, TokenBucket
 
 
 def test_full_jitter_stays_within_the_growing_ceiling_and_the_cap() -> None:

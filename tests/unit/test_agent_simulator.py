@@ -8,22 +8,23 @@ from collections import defaultdict
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from agent.simulator import Fleet, FleetConfig, Walk
-from schemas.agent_wire import AGENT_FRAME, AckFrame, AuthFrame, AuthSuccessFrame, LogsFrame, SeedMetricsFrame
+from fleetpulse_agent.simulator import Fleet, FleetConfig, Walk
+from fleetpulse_agent.wire import LogsFrame
+from schemas.agent_wire import AGENT_FRAME, AckFrame, AuthFrame, AuthSuccessFrame, SeedMetricsFrame
 
 
 def test_a_walk_gives_valid_frames_with_bursts_and_growing_counters() -> None:
     walk = Walk.new(random.Random(7))
     frames = [walk.step(5.0) for _ in range(500)]
     for f in frames:
-        again = AGENT_FRAME.validate_json(f.model_copy(update={"seq": 1}).to_bytes())
+        again = AGENT_FRAME.validate_json(f.with_seq(1).to_bytes())
         assert isinstance(again, SeedMetricsFrame)
     cpus = [f.cpu_percent for f in frames]
     assert max(cpus) >= 85 and min(cpus) < 60  # bursts happen, and pass
     sent = [f.network[0].bytes_sent for f in frames]
     assert sent == sorted(sent)
     logs = [e for _ in range(100) for e in walk.logs()]
-    assert logs and LogsFrame(type="logs", entries=logs[:50]).to_bytes()
+    assert logs and AGENT_FRAME.validate_json(LogsFrame(entries=logs[:50]).to_bytes())
 
 
 async def test_agents_with_their_own_keys_come_and_go_and_replay() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.spool import DiskSpool, MemorySpool, Spool
+from fleetpulse_agent.spool import DiskSpool, MemorySpool, Spool
 
 
 def frame(seq: int) -> bytes:

@@ -12,8 +12,8 @@ from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 
-from agent.rest import RestClient
-from agent.watch import Watcher, ws_base_for
+from fleetpulse_agent.console.watch import Watcher, ws_base_for
+from fleetpulse_agent.rest import RestClient
 from schemas.frontend_wire import (
     AuthRequiredFrame,
     AuthSuccessFrame,

@@ -12,13 +12,11 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from schemas.agent_wire import LogEntry
-
 from .pacing import TokenBucket
+from .wire import LogEntry, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +98,7 @@ class LogTailer:
         if len(f.partial) > self._max_line:
             lines.append(f.partial)
             f.partial = b""
-        now = datetime.now(UTC)
+        now = utc_now()
         out = []
         for raw in lines:
             text = raw[: self._max_line].decode("utf-8", "replace").rstrip("\r")

@@ -1,4 +1,4 @@
-"""What the agent measures, with psutil: one `SeedMetricsFrame` per interval.
+"""What the agent measures, with psutil: one `MetricsFrame` per interval.
 
 psutil calls block (they read /proc), so `Collector.sample` is meant to run on a worker thread.
 CPU percentages are measured between consecutive samples (psutil's non-blocking form), for the
@@ -11,12 +11,11 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import psutil
 
-from schemas.agent_wire import SeedContainer, SeedDisk, SeedInterface, SeedMetricsFrame, SeedProcess
+from .wire import Container, Disk, Interface, MetricsFrame, Process, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -77,23 +76,22 @@ def real_filesystems(partitions: list[Any]) -> list[Any]:
 
 @dataclass
 class Collector:
-    top_processes: int = 10
+    top_processes: int = 10  # the top N by CPU and the top N by memory
     docker: Any | None = None  # a ContainerSource, when a daemon is reachable
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         psutil.cpu_percent(interval=None)  # start the CPU measurement window
 
-    def sample(self) -> SeedMetricsFrame:
-        now = datetime.now(UTC)
+    def sample(self) -> MetricsFrame:
+        now = utc_now()
         mem = psutil.virtual_memory()
         load: tuple[float, float, float] | None
         try:
             load = os.getloadavg()
         except OSError:  # not on this platform
             load = None
-        return SeedMetricsFrame(
-            type="metrics",
+        return MetricsFrame(
             timestamp=now,
             cpu_percent=min(100.0, max(0.0, psutil.cpu_percent(interval=None))),
             memory_percent=mem.percent,
@@ -108,7 +106,7 @@ class Collector:
             top_processes=self._top_processes(),
         )
 
-    def _disks(self) -> list[SeedDisk]:
+    def _disks(self) -> list[Disk]:
         disks = []
         for part in real_filesystems(psutil.disk_partitions(all=False)):
             try:
@@ -116,7 +114,7 @@ class Collector:
             except OSError:  # unmounted meanwhile, or no permission
                 continue
             disks.append(
-                SeedDisk(
+                Disk(
                     path=part.mountpoint,
                     total=usage.total,
                     used=usage.used,
@@ -126,10 +124,10 @@ class Collector:
             )
         return disks
 
-    def _interfaces(self) -> list[SeedInterface]:
+    def _interfaces(self) -> list[Interface]:
         counters = psutil.net_io_counters(pernic=True)
         return [
-            SeedInterface(
+            Interface(
                 interface=name,
                 bytes_sent=c.bytes_sent,
                 bytes_recv=c.bytes_recv,
@@ -141,21 +139,22 @@ class Collector:
             for name, c in sorted(counters.items())
         ]
 
-    def _top_processes(self) -> list[SeedProcess]:
+    def _top_processes(self) -> list[Process]:
+        """The top N processes by CPU and the top N by memory, in that order (a process in both
+        lists is sent once): a leak shows even while the CPU hogs are others."""
         if self.top_processes <= 0:
             return []
         # Keep Process objects between samples: cpu_percent() measures since the previous call.
         seen: dict[int, psutil.Process] = {}
-        rows: list[tuple[float, SeedProcess]] = []
+        rows: list[Process] = []
         for proc in psutil.process_iter():
             proc = self._procs.get(proc.pid, proc)
             try:
                 with proc.oneshot():
-                    cpu = proc.cpu_percent(interval=None)
-                    info = SeedProcess(
+                    info = Process(
                         pid=proc.pid,
                         name=proc.name(),
-                        cpu_percent=round(cpu, 2),
+                        cpu_percent=round(proc.cpu_percent(interval=None), 2),
                         memory_percent=round(proc.memory_percent(), 2),
                         user=_username(proc),
                         status=proc.status(),
@@ -163,10 +162,16 @@ class Collector:
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             seen[proc.pid] = proc
-            rows.append((cpu, info))
+            rows.append(info)
         self._procs = seen
-        rows.sort(key=lambda r: r[0], reverse=True)
-        return [info for _, info in rows[: self.top_processes]]
+        return top_by_cpu_and_memory(rows, self.top_processes)
+
+
+def top_by_cpu_and_memory(rows: list[Process], n: int) -> list[Process]:
+    by_cpu = sorted(rows, key=lambda p: (p.cpu_percent or 0.0, p.memory_percent or 0.0), reverse=True)[:n]
+    by_memory = sorted(rows, key=lambda p: (p.memory_percent or 0.0, p.cpu_percent or 0.0), reverse=True)[:n]
+    chosen = {p.pid for p in by_cpu}
+    return by_cpu + [p for p in by_memory if p.pid not in chosen]
 
 
 def _username(proc: psutil.Process) -> str | None:
@@ -205,7 +210,7 @@ class ContainerSource:
             return None
         return cls(client)
 
-    def containers(self) -> list[SeedContainer] | None:
+    def containers(self) -> list[Container] | None:
         try:
             items = self._client.containers.list(all=True)
         except Exception as exc:  # noqa: BLE001 - the daemon went away: report "no Docker" this time
@@ -216,7 +221,7 @@ class ContainerSource:
             attrs = c.attrs or {}
             state = attrs.get("State")
             out.append(
-                SeedContainer(
+                Container(
                     id=c.short_id if hasattr(c, "short_id") else str(c.id)[:12],
                     name=c.name,
                     image=(c.attrs.get("Config") or {}).get("Image") if attrs else None,

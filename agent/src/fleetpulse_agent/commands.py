@@ -20,13 +20,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CommandRefused
+from .errors import TIMEOUTS, CommandRefused
 
 TIMED_OUT_EXIT = 124  # what coreutils' timeout(1) answers
 REFUSED_EXIT = 126  # "found but not permitted", as a shell says
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CommandOutcome:
     output: str
     exit_code: int
@@ -36,7 +36,7 @@ class CommandOutcome:
     truncated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class CommandPolicy:
     enabled: bool
     allowlist: tuple[str, ...]
@@ -100,7 +100,7 @@ async def run_command(policy: CommandPolicy, command: str) -> CommandOutcome:
     try:
         await asyncio.wait_for(read_capped(), policy.timeout_seconds)
         await asyncio.wait_for(proc.wait(), max(0.1, policy.timeout_seconds - (time.monotonic() - started)))
-    except TimeoutError:
+    except TIMEOUTS:
         # A capped command was killed by us: reaping it late (a loaded machine) is no timeout.
         timed_out = not truncated
         _kill_group(proc)
@@ -109,9 +109,9 @@ async def run_command(policy: CommandPolicy, command: str) -> CommandOutcome:
             _kill_group(proc)
         # The group is dead: drain what is left in the pipe, then reap, so no zombie and no open
         # transport is left. Both bounded: a child that escaped the group may hold the pipe open.
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*TIMEOUTS):
             await asyncio.wait_for(_discard(proc), 5)
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(*TIMEOUTS):
             await asyncio.wait_for(proc.wait(), 5)
     output = buf.decode("utf-8", "replace")
     error = None
@@ -159,7 +159,7 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DockerOutcome:
     success: bool
     message: str

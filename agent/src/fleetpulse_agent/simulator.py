@@ -15,14 +15,12 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-
-from schemas.agent_wire import LogEntry, LogsFrame, SeedDisk, SeedInterface, SeedMetricsFrame, SeedProcess
 
 from .connection import AgentConnection, ConnectionConfig
-from .errors import AuthRejected, Superseded
+from .errors import TIMEOUTS, AuthRejected, Superseded
 from .runner import spool_logs, spool_metrics
 from .spool import MemorySpool
+from .wire import Disk, Interface, LogEntry, LogsFrame, MetricsFrame, Process, utc_now
 
 log = logging.getLogger(__name__)
 GIB = 1024**3
@@ -72,7 +70,7 @@ class Walk:
             booted=time.time() - rng.uniform(3600, 90 * 86400),
         )
 
-    def step(self, interval: float) -> SeedMetricsFrame:
+    def step(self, interval: float) -> MetricsFrame:
         r = self.rng
         if self.burst_left == 0 and r.random() < 0.02:
             self.burst_left = r.randint(3, 12)  # a burst: a deploy, a batch job, a traffic spike
@@ -88,9 +86,8 @@ class Walk:
         self.recv += int(r.expovariate(1 / 400_000) * interval * (3 if self.burst_left else 1))
         mem_total = 16 * GIB
         load = self.cpu / 100 * self.cores
-        return SeedMetricsFrame(
-            type="metrics",
-            timestamp=datetime.now(UTC),
+        return MetricsFrame(
+            timestamp=utc_now(),
             cpu_percent=round(self.cpu, 2),
             memory_percent=round(self.memory, 2),
             memory_total=mem_total,
@@ -99,20 +96,20 @@ class Walk:
             uptime_seconds=int(time.time() - self.booted),
             cpu_cores=self.cores,
             disk_usage=[
-                SeedDisk(path=m, total=t, used=int(t * u), free=t - int(t * u), percent=round(u * 100, 2))
+                Disk(path=m, total=t, used=int(t * u), free=t - int(t * u), percent=round(u * 100, 2))
                 for m, t, u in self.disks
             ],
-            network=[SeedInterface(interface="eth0", bytes_sent=self.sent, bytes_recv=self.recv)],
+            network=[Interface(interface="eth0", bytes_sent=self.sent, bytes_recv=self.recv)],
             containers=None,
             top_processes=[
-                SeedProcess(pid=1000 + i, name=name, cpu_percent=round(self.cpu * share, 2), user="app")
+                Process(pid=1000 + i, name=name, cpu_percent=round(self.cpu * share, 2), user="app")
                 for i, (name, share) in enumerate((("python3", 0.5), ("postgres", 0.3), ("nginx", 0.1)))
             ],
         )
 
     def logs(self) -> list[LogEntry]:
         r = self.rng
-        now = datetime.now(UTC)
+        now = utc_now()
         out = []
         for _ in range(r.choice([0, 0, 1, 1, 2, 3]) + (r.randint(2, 6) if self.burst_left else 0)):
             roll = r.random()
@@ -127,7 +124,7 @@ class Walk:
         return out
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class FleetConfig:
     url: str
     keys: list[str]
@@ -183,7 +180,7 @@ class Fleet:
         sampler = asyncio.create_task(self._sample(walk, spool, conn, stop))
         try:
             # Spread the first connects: a fleet starting together does not arrive together.
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(*TIMEOUTS):
                 await asyncio.wait_for(stop.wait(), rng.uniform(0, cfg.startup_spread_seconds))
             while not stop.is_set():
                 present = asyncio.Event()
@@ -196,7 +193,7 @@ class Fleet:
                 if stop.is_set():
                     break
                 # Gone for a while; samples keep accumulating in the spool and replay on return.
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(*TIMEOUTS):
                     await asyncio.wait_for(stop.wait(), rng.uniform(*cfg.away_seconds))
         except (AuthRejected, Superseded) as exc:
             self.rejected.append(str(exc))
@@ -214,12 +211,12 @@ class Fleet:
             await spool_metrics(spool, conn, walk.step(interval))
             entries = walk.logs()
             if entries:
-                await spool_logs(spool, conn, LogsFrame(type="logs", entries=entries))
+                await spool_logs(spool, conn, LogsFrame(entries=entries))
             await asyncio.sleep(interval)
 
 
 async def _set_after(event: asyncio.Event, stop: asyncio.Event, seconds: float | None) -> None:
     """Set `event` after `seconds` (never, if None) or as soon as `stop` is set."""
-    with contextlib.suppress(TimeoutError):
+    with contextlib.suppress(*TIMEOUTS):
         await asyncio.wait_for(stop.wait(), seconds)
     event.set()

@@ -36,7 +36,7 @@ def _stop_on_signals(stop: asyncio.Event) -> None:
 async def _run(config: Path | None, overrides: dict[str, object]) -> None:
     from .runner import run_agent
 
-    settings = load(config, **overrides)
+    settings = load(config, overrides=overrides)
     settings.require_key()
     stop = asyncio.Event()
     _stop_on_signals(stop)

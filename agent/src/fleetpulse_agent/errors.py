@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
+# What a timeout raises: `asyncio.wait_for` raises asyncio.TimeoutError, which is the built-in
+# TimeoutError only from Python 3.11 on (`except TIMEOUTS:` catches both on every version).
+TIMEOUTS: tuple[type[BaseException], ...] = (asyncio.TimeoutError, TimeoutError)
+
 
 class AgentError(Exception):
     retriable: bool = True
@@ -37,5 +43,11 @@ class SpoolError(AgentError):
 
 class CommandRefused(AgentError):
     """A command the operator did not enable or allowlist."""
+
+    retriable = False
+
+
+class WireError(AgentError):
+    """A frame this agent built would be refused by the server (a bug, or a value out of range)."""
 
     retriable = False

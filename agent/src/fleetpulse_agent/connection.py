@@ -29,35 +29,34 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from schemas.agent_wire import (
-    CLOSE_POLICY,
-    CLOSE_SUPERSEDED,
-    SERVER_FRAME,
-    AckFrame,
-    AuthFrame,
-    AuthSuccessFrame,
-    CommandFrame,
-    CommandResponseFrame,
-    DockerCommandFrame,
-    DockerResponseFrame,
-    ErrorFrame,
-    PingFrame,
-    PongFrame,
-)
-
 from .commands import CommandPolicy, DockerActions, run_command
-from .errors import AuthRejected, ConfigError, ConnectionLost, Superseded
+from .errors import TIMEOUTS, AuthRejected, ConfigError, ConnectionLost, Superseded
 from .pacing import Backoff, TokenBucket
 from .spool import Spool
+from .wire import (
+    CLOSE_POLICY,
+    CLOSE_SUPERSEDED,
+    Ack,
+    AuthFrame,
+    AuthSuccess,
+    Command,
+    CommandResponseFrame,
+    DockerCommand,
+    DockerResponseFrame,
+    ErrorReply,
+    PingFrame,
+    Pong,
+    decode_server_frame,
+)
 
 log = logging.getLogger(__name__)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (OSError, InvalidHandshake, *TIMEOUTS)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class ConnectionConfig:
     url: str
     api_key: str
@@ -146,14 +145,14 @@ class AgentConnection:
             except ConnectionLost as exc:
                 self.stats.last_error = str(exc)
                 log.info("%s: connection lost: %s", self.name, exc)
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
+            except _CONNECT_ERRORS as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
                 log.info("%s: cannot connect to %s: %s", self.name, self.config.url, self.stats.last_error)
             if stop.is_set():
                 break
             delay = self.backoff.next_delay()
             log.info("%s: reconnecting in %.1f s", self.name, delay)
-            with contextlib.suppress(TimeoutError):
+            with contextlib.suppress(*TIMEOUTS):
                 await asyncio.wait_for(stop.wait(), delay)
 
     async def _serve_once(self, stop: asyncio.Event) -> None:
@@ -190,24 +189,23 @@ class AgentConnection:
 
     async def _authenticate(self, ws: ClientConnection) -> str:
         cfg = self.config
-        await ws.send(AuthFrame(type="auth", api_key=cfg.api_key).to_bytes().decode())
+        await ws.send(AuthFrame(api_key=cfg.api_key).to_bytes().decode())
         try:
             raw = await asyncio.wait_for(ws.recv(), cfg.connect_timeout)
         except ConnectionClosed as exc:
             raise _closed(exc, during_auth=True) from exc
-        except TimeoutError as exc:
+        except TIMEOUTS as exc:
             raise ConnectionLost(f"no answer to auth within {cfg.connect_timeout:g} s") from exc
-        try:
-            frame = SERVER_FRAME.validate_json(raw)
-        except ValidationError as exc:
-            raise ConnectionLost(f"unexpected answer to auth: {str(raw)[:200]}") from exc
-        if isinstance(frame, AuthSuccessFrame):
-            return str(frame.server_id)
-        if isinstance(frame, ErrorFrame):
+        frame = decode_server_frame(raw)
+        if frame is None:
+            raise ConnectionLost(f"unexpected answer to auth: {str(raw)[:200]}")
+        if isinstance(frame, AuthSuccess):
+            return frame.server_id
+        if isinstance(frame, ErrorReply):
             if frame.code == "invalid_key" or frame.code is None:
                 raise AuthRejected(f"the server refused the API key: {frame.message}")
             raise ConnectionLost(f"auth failed: {frame.message} ({frame.code})")
-        raise ConnectionLost(f"unexpected answer to auth: {frame.type}")
+        raise ConnectionLost(f"unexpected answer to auth: {type(frame).__name__}")
 
     async def _run_session(self, session: _Session, stop: asyncio.Event) -> None:
         tasks = [
@@ -285,23 +283,22 @@ class AgentConnection:
             except ConnectionClosed as exc:
                 raise _closed(exc) from exc
             session.last_received = time.monotonic()
-            try:
-                frame = SERVER_FRAME.validate_json(raw)
-            except ValidationError:
+            frame = decode_server_frame(raw)
+            if frame is None:
                 log.warning("%s: ignoring an unknown frame: %s", self.name, str(raw)[:200])
                 continue
-            if isinstance(frame, AckFrame):
+            if isinstance(frame, Ack):
                 await self._acked(session, [frame.seq])
-            elif isinstance(frame, PongFrame):
+            elif isinstance(frame, Pong):
                 pass
-            elif isinstance(frame, ErrorFrame):
+            elif isinstance(frame, ErrorReply):
                 await self._refused(session, frame)
-            elif isinstance(frame, CommandFrame):
+            elif isinstance(frame, Command):
                 self._spawn(session, self._shell(session, frame))
-            elif isinstance(frame, DockerCommandFrame):
+            elif isinstance(frame, DockerCommand):
                 self._spawn(session, self._docker(session, frame))
             else:
-                log.debug("%s: ignoring %s", self.name, frame.type)
+                log.debug("%s: ignoring %s", self.name, frame)
 
     async def _acked(self, session: _Session, seqs: list[int]) -> None:
         # The frame is durable in Kafka (ingest acks only then): it may leave the spool.
@@ -314,7 +311,7 @@ class AgentConnection:
         if len(session.in_flight) < self.config.max_in_flight:
             session.window_open.set()
 
-    async def _refused(self, session: _Session, frame: ErrorFrame) -> None:
+    async def _refused(self, session: _Session, frame: ErrorReply) -> None:
         if frame.seq is None:
             log.warning(
                 "%s: server error: %s (%s) %s", self.name, frame.message, frame.code, frame.detail or ""
@@ -350,7 +347,7 @@ class AgentConnection:
                 )
             if now >= next_ping:
                 next_ping = now + cfg.heartbeat_interval
-                await self._send(session, PingFrame(type="ping").to_bytes())
+                await self._send(session, PingFrame().to_bytes())
 
     def _spawn(self, session: _Session, coro: Coroutine[Any, Any, None]) -> None:
         async def guarded() -> None:
@@ -363,7 +360,7 @@ class AgentConnection:
         session.commands.add(task)
         task.add_done_callback(session.commands.discard)
 
-    async def _shell(self, session: _Session, frame: CommandFrame) -> None:
+    async def _shell(self, session: _Session, frame: Command) -> None:
         self.stats.commands += 1
         async with self._commands:
             outcome = await run_command(self.policy, frame.command)
@@ -376,7 +373,6 @@ class AgentConnection:
             f" ({outcome.error})" if outcome.error else "",
         )
         reply = CommandResponseFrame(
-            type="command_response",
             command_id=frame.command_id,
             output=outcome.output,
             exit_code=outcome.exit_code,
@@ -385,12 +381,11 @@ class AgentConnection:
         )
         await self._send(session, reply.to_bytes())
 
-    async def _docker(self, session: _Session, frame: DockerCommandFrame) -> None:
+    async def _docker(self, session: _Session, frame: DockerCommand) -> None:
         self.stats.commands += 1
         async with self._commands:
             outcome = await self.docker.run(frame.action, frame.container_id, frame.tail)
         reply = DockerResponseFrame(
-            type="docker_response",
             command_id=frame.command_id,
             success=outcome.success,
             message=outcome.message,

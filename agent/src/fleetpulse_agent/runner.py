@@ -16,15 +16,16 @@ import ssl
 import time
 from collections.abc import Callable
 
-from schemas.agent_wire import LogEntry, LogsFrame, SeedMetricsFrame
-
 from .collector import Collector, ContainerSource
 from .commands import CommandPolicy, DockerActions
 from .connection import AgentConnection, ConnectionConfig
+from .errors import TIMEOUTS, WireError
+from .journal import JournalReader
 from .logtail import LogTailer
 from .pacing import TokenBucket
 from .settings import AgentSettings
 from .spool import DiskSpool, Spool
+from .wire import LogEntry, LogsFrame, MetricsFrame
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,14 @@ def connection_config(settings: AgentSettings) -> ConnectionConfig:
     )
 
 
-async def spool_metrics(spool: Spool, conn: AgentConnection, frame: SeedMetricsFrame) -> int:
-    """Spool one sample (it gets its seq here) and hand it to the connection to send live."""
+async def spool_frame(spool: Spool, conn: AgentConnection, frame: MetricsFrame | LogsFrame) -> int:
+    """Spool one frame (it gets its seq here) and hand it to the connection to send live. A frame
+    the server would refuse raises WireError before anything is spooled."""
+    frame.with_seq(0).to_bytes()  # checked once, before a seq is taken
     built: dict[int, bytes] = {}
 
     def build(seq: int) -> bytes:
-        built[seq] = frame.model_copy(update={"seq": seq}).to_bytes()
+        built[seq] = frame.with_seq(seq).to_bytes()
         return built[seq]
 
     seq = await spool.append(build)
@@ -62,28 +65,23 @@ async def spool_metrics(spool: Spool, conn: AgentConnection, frame: SeedMetricsF
     return seq
 
 
-async def spool_logs(spool: Spool, conn: AgentConnection, frame: LogsFrame) -> int:
-    built: dict[int, bytes] = {}
-
-    def build(seq: int) -> bytes:
-        built[seq] = frame.model_copy(update={"seq": seq}).to_bytes()
-        return built[seq]
-
-    seq = await spool.append(build)
-    conn.notify_live(seq, built[seq])
-    return seq
+spool_metrics = spool_logs = spool_frame
 
 
 async def sample_every(
-    interval: float, sample: Callable[[], SeedMetricsFrame], spool: Spool, conn: AgentConnection
+    interval: float, sample: Callable[[], MetricsFrame], spool: Spool, conn: AgentConnection
 ) -> None:
-    """Sample on a fixed schedule (no drift: sample k is due at start + k * interval)."""
+    """Sample on a fixed schedule (no drift: sample k is due at start + k * interval). A sample the
+    server would refuse (a value out of its bounds) is logged and skipped, never spooled."""
     loop = asyncio.get_running_loop()
     start = loop.time()
     k = 0
     while True:
         frame = await asyncio.to_thread(sample)
-        await spool_metrics(spool, conn, frame)
+        try:
+            await spool_metrics(spool, conn, frame)
+        except WireError as exc:
+            log.error("sample skipped: %s", exc)
         k += 1
         due = start + k * interval
         now = loop.time()
@@ -105,20 +103,26 @@ def log_batches(entries: list[LogEntry]) -> list[LogsFrame]:
     for entry in entries:
         n = len(entry.message.encode()) + 120  # the entry's own fields and JSON punctuation
         if batch and (size + n > MAX_LOG_BATCH_BYTES or len(batch) >= MAX_LOG_BATCH_ENTRIES):
-            frames.append(LogsFrame(type="logs", entries=batch))
+            frames.append(LogsFrame(entries=batch))
             batch, size = [], 0
         batch.append(entry)
         size += n
     if batch:
-        frames.append(LogsFrame(type="logs", entries=batch))
+        frames.append(LogsFrame(entries=batch))
     return frames
 
 
-async def tail_logs(tailer: LogTailer, every: float, spool: Spool, conn: AgentConnection) -> None:
+async def tail_logs(
+    poll: Callable[[], list[LogEntry]], every: float, spool: Spool, conn: AgentConnection
+) -> None:
+    """Every `every` seconds, the new lines of `poll` (files or the journal), spooled in batches."""
     while True:
-        entries = await asyncio.to_thread(tailer.poll)
+        entries = await asyncio.to_thread(poll)
         for frame in log_batches(entries):
-            await spool_logs(spool, conn, frame)
+            try:
+                await spool_logs(spool, conn, frame)
+            except WireError as exc:
+                log.error("log lines skipped: %s", exc)
         await asyncio.sleep(every)
 
 
@@ -135,6 +139,12 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         settings.log_files,
         TokenBucket(settings.log_rate_per_second, settings.log_burst),
         settings.log_max_line_bytes,
+    )
+    journal = JournalReader(
+        settings.journal_units,
+        TokenBucket(settings.log_rate_per_second, settings.log_burst),
+        settings.log_max_line_bytes,
+        command=settings.journalctl,
     )
     policy = CommandPolicy(
         enabled=settings.commands_enabled,
@@ -159,8 +169,11 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
         sampler = sample_every(settings.interval_seconds, collector.sample, spool, conn)
         tasks.append(asyncio.create_task(sampler))
         if settings.log_files:
-            tasks.append(asyncio.create_task(tail_logs(tailer, settings.log_poll_seconds, spool, conn)))
-        with contextlib.suppress(TimeoutError):
+            tasks.append(asyncio.create_task(tail_logs(tailer.poll, settings.log_poll_seconds, spool, conn)))
+        if settings.journal_units:
+            await journal.start()
+            tasks.append(asyncio.create_task(tail_logs(journal.poll, settings.log_poll_seconds, spool, conn)))
+        with contextlib.suppress(*TIMEOUTS):
             await asyncio.wait_for(stop.wait(), jitter)
         runner = asyncio.create_task(conn.run_forever(stop))
         tasks.append(runner)
@@ -176,5 +189,6 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event) -> None:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         tailer.close()
+        await journal.close()
         await spool.close()
         log.info("agent stopped in %.1f s", time.monotonic() - started)
