@@ -60,7 +60,7 @@ def test_what_the_agent_encodes_is_what_the_server_decodes() -> None:
         8
     )
     decoded = AGENT_FRAME.validate_json(logs.to_bytes())
-    assert decoded.type == "logs" and decoded.entries[0].level == "WARNING"  # type: ignore[union-attr]
+    assert decoded.type == "logs" and decoded.entries[0].level == "WARNING"
     reply = wire.CommandResponseFrame(command_id=str(uuid.uuid4()), exit_code=0, output="ok", duration_ms=3)
     assert AGENT_FRAME.validate_json(reply.to_bytes()).type == "command_response"
 
