@@ -31,7 +31,7 @@ from .live.service import LiveService
 from .metrics import ApiMetrics
 from .observe import ObserveMiddleware
 from .ratelimit import RateLimiter
-from .routes import alerts, audit, auth, commands, fleet, history, keys, ops, servers
+from .routes import alerts, audit, auth, commands, fleet, history, install, keys, ops, servers
 from .settings import ApiSettings
 from .state import Resources
 
@@ -112,4 +112,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(live_router, prefix=API_PREFIX)
     app.include_router(ops.router)
+    app.include_router(install.router)  # /install.sh and /agent/wheels/: the one-line agent install
     return app

@@ -1,4 +1,5 @@
-"""`fleetpulse-ops migrate|topics|init`: prepare the database and the broker."""
+"""`fleetpulse-ops migrate|topics|init|wheelhouse`: prepare the database, the broker and the agent's
+wheels (`wheelhouse --help`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,17 @@ from . import migrate, topics
 
 
 def main(argv: list[str] | None = None) -> None:
+    import sys
+
+    given = sys.argv[1:] if argv is None else argv
+    if given[:1] == ["wheelhouse"]:
+        from . import wheelhouse
+
+        wheelhouse.main(given[1:])
+        return
     parser = argparse.ArgumentParser(prog="fleetpulse-ops", description=__doc__)
-    parser.add_argument("command", choices=["migrate", "topics", "init"], help="init = migrate + topics")
+    commands = ["migrate", "topics", "init", "wheelhouse"]
+    parser.add_argument("command", choices=commands, help="init = migrate + topics")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = CommonSettings()

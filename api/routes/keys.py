@@ -20,6 +20,7 @@ from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
 from ..errors import BadRequest, NotFound, Unauthorized
 from ..install import install_command
 from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
+from .install import public_url
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 
@@ -56,10 +57,8 @@ async def create_key(
         row = await keys_db.insert_api_key(
             conn, uuid.uuid4(), body.server_id, parsed.lookup_id, secret_hash, body.name, body.expires_at
         )
-    public_url = settings.public_url or str(request.base_url).rstrip("/")
-    return ApiKeyCreated(
-        **_key_out(row).model_dump(), key=plaintext, install_command=install_command(public_url, plaintext)
-    )
+    line = install_command(public_url(settings, request), plaintext)
+    return ApiKeyCreated(**_key_out(row).model_dump(), key=plaintext, install_command=line)
 
 
 @router.get("/me")

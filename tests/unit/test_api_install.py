@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
 from api.install import agent_socket_url, check_public_url, install_command
+from api.routes.install import _wheels, render_script
 from api.settings import ApiSettings
 
 
@@ -42,3 +47,25 @@ def test_install_command_is_the_documented_line() -> None:
         install_command("http://h/a b", "k;rm")
         == "curl -fsSL 'http://h/a b/install.sh' | sudo sh -s -- --key 'k;rm'"
     )
+
+
+def test_the_served_script_carries_the_urls_quoted_and_is_valid_sh(tmp_path: Path) -> None:
+    script = render_script("https://fleet.example.com", "wss://fleet.example.com/api/v1/agents/ws")
+    assert "FLEETPULSE_URL=https://fleet.example.com\n" in script and "@@" not in script
+    hostile = render_script("http://h/$(reboot)", "ws://h/`id`")
+    assert "FLEETPULSE_URL='http://h/$(reboot)'" in hostile and "AGENT_URL='ws://h/`id`'" in hostile
+    path = tmp_path / "install.sh"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)], check=False).returncode == 0
+    # Without root and without --root it stops at once, saying how to run it.
+    if os.geteuid() != 0:
+        done = subprocess.run(["sh", str(path), "--key", "k"], capture_output=True, text=True, check=False)
+        assert done.returncode == 1 and "run as root" in done.stderr
+
+
+def test_only_the_wheelhouse_files_are_served(tmp_path: Path) -> None:
+    (tmp_path / "fleetpulse_agent-1-py3-none-any.whl").write_bytes(b"w")
+    (tmp_path / "notes.txt").write_text("not a wheel")
+    (tmp_path / ".fleetpulse-wheelhouse").write_text("stamp")
+    assert [p.name for p in _wheels(tmp_path)] == ["fleetpulse_agent-1-py3-none-any.whl"]
+    assert _wheels(tmp_path / "missing") == []

@@ -1,11 +1,12 @@
 """`fleetpulse-agent`: run the reference agent, or a simulated fleet.
 
     fleetpulse-agent run [--config agent.toml]
+    fleetpulse-agent check [--config agent.toml]    the configuration, one sample, and the key
     fleetpulse-agent simulate --agents N --keys-file keys.txt [--server-url URL]
 
 Exit codes: 0 stopped by a signal; 2 the configuration is unusable; 3 the server refused the API
 key (retrying cannot help: the systemd unit does not restart on it); 4 a newer agent with the
-same key took over (close 4000).
+same key took over (close 4000); 5 (`check` only) the server could not be reached.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import AuthRejected, ConfigError, Superseded
+from . import __version__
+from .errors import AuthRejected, ConfigError, ConnectionLost, Superseded
 from .settings import AGENT_PATH, agent_socket_url, load
 
 EXIT_CONFIG = 2
 EXIT_AUTH = 3
 EXIT_SUPERSEDED = 4
+EXIT_UNREACHABLE = 5  # `check` only: the server did not answer
 log = logging.getLogger("agent")
 
 
@@ -48,6 +51,23 @@ async def _run(config: Path | None, overrides: dict[str, object]) -> None:
         "enabled" if settings.commands_enabled else "disabled",
     )
     await run_agent(settings, stop)
+
+
+async def _check(config: Path | None, overrides: dict[str, object]) -> None:
+    """The configuration loads, one sample encodes, and the server accepts the key (then closes)."""
+    from .collector import Collector
+    from .connection import AgentConnection
+    from .runner import connection_config
+    from .spool import MemorySpool
+
+    settings = load(config, overrides=overrides)
+    settings.require_key()
+    frame = await asyncio.to_thread(Collector(top_processes=settings.top_processes).sample)
+    size = len(frame.to_bytes())
+    print(f"configuration ok; a sample of this machine is {size} bytes")
+    conn = AgentConnection(connection_config(settings), MemorySpool(10), name="check")
+    server_id = await conn.check_key()
+    print(f"the server at {settings.server_url} accepted the key: this is server {server_id}")
 
 
 async def _simulate(args: argparse.Namespace) -> None:
@@ -90,6 +110,7 @@ async def _simulate(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fleetpulse-agent", description="The FleetPulse agent.")
     parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("--version", action="version", version=f"fleetpulse-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="report this machine")
     run.add_argument("--config", type=Path, help="a TOML configuration file (see docs/agent-install.md)")
@@ -97,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--api-key", help="overrides api_key (prefer the file or the environment)")
     run.add_argument("--state-dir", type=Path, help="overrides state_dir (where the spool lives)")
     run.add_argument("--interval", type=float, help="overrides interval_seconds")
+    check = sub.add_parser("check", help="check the configuration, one sample and the key, then exit")
+    check.add_argument("--config", type=Path)
     sim = sub.add_parser("simulate", help="a simulated fleet: many agents in this process")
     sim.add_argument("--agents", type=int, required=True)
     sim.add_argument("--keys-file", type=Path, required=True, help="one API key per line, one per agent")
@@ -120,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                 "interval_seconds": args.interval,
             }
             asyncio.run(_run(args.config, overrides))
+        elif args.command == "check":
+            asyncio.run(_check(args.config, {}))
         else:
             asyncio.run(_simulate(args))
     except ConfigError as exc:
@@ -131,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except Superseded as exc:
         print(f"fleetpulse-agent: {exc}; stopping (one agent per server key)", file=sys.stderr)
         return EXIT_SUPERSEDED
+    except (ConnectionLost, OSError) as exc:
+        print(f"fleetpulse-agent: cannot reach the server: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         pass
     return 0

@@ -53,6 +53,7 @@ from .wire import (
 )
 
 log = logging.getLogger(__name__)
+_HANDSHAKE_ERRORS: tuple[type[BaseException], ...] = (InvalidHandshake, *TIMEOUTS)
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (OSError, InvalidHandshake, *TIMEOUTS)
 
 
@@ -154,6 +155,24 @@ class AgentConnection:
             log.info("%s: reconnecting in %.1f s", self.name, delay)
             with contextlib.suppress(*TIMEOUTS):
                 await asyncio.wait_for(stop.wait(), delay)
+
+    async def check_key(self) -> str:
+        """Connect, authenticate and close: the server id the key belongs to. AuthRejected if the
+        server refuses it, ConnectionLost (or OSError) if it cannot be reached."""
+        try:
+            ws = await connect(
+                self.config.url,
+                open_timeout=self.config.connect_timeout,
+                ssl=self.config.ssl_context if self.config.url.startswith("wss:") else None,
+            )
+        except InvalidURI as exc:
+            raise ConfigError(f"invalid server URL: {exc}") from exc
+        except _HANDSHAKE_ERRORS as exc:
+            raise ConnectionLost(f"cannot connect to {self.config.url}: {exc}") from exc
+        try:
+            return await self._authenticate(ws)
+        finally:
+            await ws.close()
 
     async def _serve_once(self, stop: asyncio.Event) -> None:
         cfg = self.config
