@@ -11,6 +11,7 @@ orjson: a pydantic frame model per message costs several times more for samples 
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,11 +34,47 @@ def _dumps(frame: dict[str, Any]) -> str:
 _NOT_DATA = ("kind", "server_id", "received_at", "time", "containers", "processes")
 
 
+# Interfaces left out of a sample's network totals by default: loopback and the virtual
+# interfaces of containers, bridges, VMs and overlays (their traffic is the host's own, counted
+# twice or never leaving it). Shell-style patterns; `FLEETPULSE_API_LIVE_NETWORK_TOTAL_EXCLUDE`.
+VIRTUAL_INTERFACES: tuple[str, ...] = (
+    "lo",
+    "docker*",
+    "veth*",
+    "br-*",
+    "virbr*",
+    "vnet*",
+    "cni*",
+    "flannel*",
+    "cali*",
+    "vxlan*",
+    "kube-*",
+    "lxcbr*",
+    "lxc*",
+    "podman*",
+    "tun*",
+    "tap*",
+)
+
+
 @dataclass(slots=True)
 class RateState:
-    """The last counters seen per interface of one server, to derive per-second rates."""
+    """The last counters seen per interface of one server, to derive per-second rates.
+
+    Every interface gets its own rates; the totals (`network`) sum only those not matching
+    `exclude`."""
 
     last: dict[str, tuple[datetime, int, int]] = field(default_factory=dict)
+    exclude: tuple[str, ...] = VIRTUAL_INTERFACES
+    _counted: dict[str, bool] = field(default_factory=dict)
+
+    def counts(self, interface: str) -> bool:
+        """Whether the interface's rates go into the totals (cached: names repeat every sample)."""
+        known = self._counted.get(interface)
+        if known is None:
+            known = not any(fnmatch.fnmatchcase(interface, p) for p in self.exclude)
+            self._counted[interface] = known
+        return known
 
     def apply(self, time: datetime, interfaces: list[dict[str, Any]]) -> dict[str, float | None]:
         """Add `bytes_sent_per_second` / `bytes_recv_per_second` to each interface dict (from
@@ -55,8 +92,9 @@ class RateState:
                 if seconds > 0 and sent >= prev_sent and recv >= prev_recv:
                     sent_rate = (sent - prev_sent) / seconds
                     recv_rate = (recv - prev_recv) / seconds
-                    total_sent = (total_sent or 0.0) + sent_rate
-                    total_recv = (total_recv or 0.0) + recv_rate
+                    if self.counts(name):
+                        total_sent = (total_sent or 0.0) + sent_rate
+                        total_recv = (total_recv or 0.0) + recv_rate
             # Only move forward in time: a replayed older sample must not rewind the state.
             if previous is None or time > previous[0]:
                 self.last[name] = (time, sent, recv)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from .channels import Channel
-from .frames import RateState
+from .frames import VIRTUAL_INTERFACES, RateState
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,14 @@ class PartitionStream:
 
 
 class Hub:
-    def __init__(self, window_messages: int, on_assignment_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        window_messages: int,
+        on_assignment_change: Callable[[], None],
+        network_total_exclude: tuple[str, ...] = VIRTUAL_INTERFACES,
+    ) -> None:
         self._window_messages = window_messages
+        self._network_total_exclude = network_total_exclude
         self._on_change = on_assignment_change
         self._streams: dict[TP, PartitionStream] = {}
         self.frames_built = 0
@@ -115,7 +121,7 @@ class Hub:
         sub = Subscriber(channel, tp, key, outbox, max(from_offset, stream.next_offset))
         subs = stream.subscribers.setdefault(key, set())
         if not subs:
-            stream.rates[key] = RateState()
+            stream.rates[key] = RateState(exclude=self._network_total_exclude)
         subs.add(sub)
         return Subscription(sub, replay, backlog)
 

@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from .errors import Unavailable
+from .frames import VIRTUAL_INTERFACES
 from .hub import TP, Hub, Record
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class KafkaReader:
         replay_consumers: int = 2,
         request_timeout_seconds: float = 30.0,
         client_id: str = "fleetpulse-api-live",
+        network_total_exclude: tuple[str, ...] = VIRTUAL_INTERFACES,
     ) -> None:
         self._bootstrap = bootstrap
         self._poll_timeout_ms = poll_timeout_ms
@@ -45,7 +47,7 @@ class KafkaReader:
         self._request_timeout = request_timeout_seconds
         self._client_id = client_id
         self._changed = asyncio.Event()
-        self.hub = Hub(window_messages, self._changed.set)
+        self.hub = Hub(window_messages, self._changed.set, network_total_exclude)
         self._consumer: AIOKafkaConsumer | None = None
         self._replayer: AIOKafkaConsumer | None = None  # offsets requests
         # Replays run on a small pool of consumers, one replay per consumer at a time.

@@ -35,6 +35,7 @@ class LiveService:
             max_poll_records=settings.max_poll_records,
             replay_consumers=settings.replay_consumers,
             request_timeout_seconds=settings.kafka_timeout_seconds,
+            network_total_exclude=settings.network_total_exclude,
         )
         self._partitions: dict[str, int] = {}
         self.closes: Counter[int] = Counter()  # sockets closed by the server, per close code

@@ -232,7 +232,7 @@ class LiveSession:
         await self._send(
             encode(AuthSuccessFrame(server_id=self.server_id, channel=self.kind, expires_at=auth.expires_at))
         )
-        rates = RateState()
+        rates = RateState(exclude=self.settings.network_total_exclude)
         frame = auth.frame
         from_offset: int | None = None
         first = end = 0

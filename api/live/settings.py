@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .frames import VIRTUAL_INTERFACES
+
 
 class LiveSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_API_LIVE_", extra="ignore")
@@ -42,5 +44,8 @@ class LiveSettings(BaseSettings):
     kafka_timeout_seconds: float = Field(default=30.0, gt=0)
     # How long closing a socket may take (a slow client may never read the close frame).
     close_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Interfaces left out of the network totals (every interface keeps its own rates): shell-style
+    # patterns, a JSON list in the environment. Default: loopback and virtual interfaces.
+    network_total_exclude: tuple[str, ...] = VIRTUAL_INTERFACES
     poll_timeout_ms: int = Field(default=100, ge=1)
     max_poll_records: int = Field(default=2_000, ge=1)

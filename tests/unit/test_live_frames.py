@@ -63,6 +63,44 @@ def test_an_older_replayed_sample_does_not_rewind_the_rate_state() -> None:
     assert later.data.network.bytes_sent_per_second == 100.0
 
 
+def _host(seconds: float, eth: int, lo: int, veth: int) -> MetricSample:
+    t = T + timedelta(seconds=seconds)
+    interfaces = tuple(
+        InterfaceSample(interface=name, bytes_sent=n, bytes_recv=2 * n)
+        for name, n in (("eth0", eth), ("lo", lo), ("veth3a1f", veth), ("docker0", veth), ("br-5e2", veth))
+    )
+    return MetricSample(
+        server_id=uuid.UUID(int=1),
+        time=t,
+        received_at=t,
+        cpu_percent=1,
+        memory_percent=2,
+        interfaces=interfaces,
+    )
+
+
+def test_totals_leave_out_loopback_and_virtual_interfaces_but_each_keeps_its_rates() -> None:
+    rates = RateState()
+    metrics_frame(_host(0, 0, 0, 0), rates, None)
+    frame = metrics_frame(_host(10, 1000, 50_000, 7000), rates, None)
+    assert frame.data.network.bytes_sent_per_second == 100.0  # eth0 alone
+    assert frame.data.network.bytes_recv_per_second == 200.0
+    by_name = {i.interface: i.bytes_sent_per_second for i in frame.data.interfaces}
+    assert by_name == {"eth0": 100.0, "lo": 5000.0, "veth3a1f": 700.0, "docker0": 700.0, "br-5e2": 700.0}
+
+
+def test_the_excluded_interfaces_are_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETPULSE_API_LIVE_NETWORK_TOTAL_EXCLUDE", '["veth*"]')
+    settings = LiveSettings()
+    assert settings.network_total_exclude == ("veth*",)
+    rates = RateState(exclude=settings.network_total_exclude)
+    metrics_frame(_host(0, 0, 0, 0), rates, None)
+    frame = metrics_frame(_host(10, 1000, 1000, 1000), rates, None)
+    # eth0 + lo + docker0 + br-5e2 count now; only the veth is left out.
+    assert frame.data.network.bytes_sent_per_second == 400.0
+    assert "lo" in LiveSettings.model_fields["network_total_exclude"].default
+
+
 def test_close_codes_split_into_may_reconnect_and_terminal() -> None:
     may = {c for c in CloseCode if c.may_reconnect}
     assert may == {
