@@ -149,7 +149,9 @@ async def serve_agent(websocket: WebSocket, runtime: Runtime) -> None:
         await _refuse(websocket, None, wire.CLOSE_TOO_BIG, "frame too big")
         return
     try:
-        frame = wire.AGENT_FRAME.validate_json(raw)
+        # Only ValidationError, whatever the frame holds (a year-1 timestamp used to escape as an
+        # OverflowError here: a traceback, and an attempt the failed-auth limiter never counted).
+        frame = wire.decode(raw, settings.timestamp_window, utcnow())
     except ValidationError as exc:
         code, detail = classify(exc)
         frame = None

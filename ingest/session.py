@@ -103,6 +103,7 @@ class AgentSession:
         )
         self._in_flight = asyncio.Semaphore(self.settings.max_in_flight)
         self._invalid: deque[float] = deque(maxlen=self.settings.invalid_frame_limit)
+        self._window = self.settings.timestamp_window
         self._kicked: asyncio.Future[CloseReason] = asyncio.get_running_loop().create_future()
         self._waiting: deque[CommandRequest] = deque()
         self._active: dict[uuid.UUID, _Active] = {}
@@ -183,10 +184,13 @@ class AgentSession:
                 metrics.refusals.labels("too_big").inc()
                 return CloseReason(wire.CLOSE_TOO_BIG, f"frame over {settings.max_frame_bytes} bytes")
             try:
-                frame = wire.AGENT_FRAME.validate_json(raw)
+                frame = wire.decode(raw, self._window, utcnow())
             except ValidationError as exc:
+                # A value out of its bounds is a validation error like any other: refused with
+                # the error frame (its seq echoed, so the agent drops it), counted, no ack, and
+                # the socket stays open.
                 code, detail = classify(exc)
-                closing = await self._invalid_frame(code, detail)
+                closing = await self._invalid_frame(code, detail, seq=wire.refused_seq(raw))
                 if closing:
                     return closing
                 continue

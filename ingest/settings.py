@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import socket
 import uuid
+from datetime import UTC, datetime, timedelta
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.bounds import TimeWindow, UtcDatetime
 from schemas.settings import CommonSettings
 
 
@@ -39,6 +41,11 @@ class IngestSettings(BaseSettings):
     invalid_frame_window: float = Field(default=10.0, gt=0)  # ... within this many seconds close it
     idle_timeout: float = Field(default=90.0, gt=0)  # no frame at all for this long: close
     max_processes: int = Field(default=20, ge=0)  # top processes by CPU kept per sample
+    # Agent timestamps accepted: from `timestamp_earliest` to `timestamp_ahead_seconds` past this
+    # process's clock (the agent's clock may run ahead). A frame with a time outside is refused
+    # with a `validation` error naming the field, never stored.
+    timestamp_earliest: UtcDatetime = datetime(2000, 1, 1, tzinfo=UTC)
+    timestamp_ahead_seconds: float = Field(default=86_400.0, gt=0, le=366 * 86_400.0)
 
     # Durability and acks.
     max_in_flight: int = Field(default=256, ge=1)  # frames produced but not yet acked, per socket
@@ -58,3 +65,7 @@ class IngestSettings(BaseSettings):
     db_pool_min: int = Field(default=1, ge=0)
     db_pool_max: int = Field(default=10, ge=1)
     db_timeout: float = Field(default=5.0, gt=0)
+
+    @property
+    def timestamp_window(self) -> TimeWindow:
+        return TimeWindow(self.timestamp_earliest, timedelta(seconds=self.timestamp_ahead_seconds))

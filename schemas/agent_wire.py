@@ -13,6 +13,11 @@ every outbound frame with `SERVER_FRAME.validate_json(raw)`; `to_bytes()` encode
 
 Inbound metrics and logs convert into `schemas.canonical` payloads (`to_canonical`), so nothing
 downstream knows which dialect an agent spoke. docs/protocol.md is the prose version of this file.
+
+Every inbound value is bounded by a type of `schemas/bounds.py` matching where it is stored (a
+`bigint`, an `integer`, a finite float, text without NUL, a time in the ingest window), and every
+inbound string and list by a length, so a frame that decodes always converts, encodes and stores.
+Decode with `decode(raw, window, now)`: it applies the ingest window to every timestamp.
 """
 
 from __future__ import annotations
@@ -22,8 +27,34 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, TypeAdapter
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
 
+from .bounds import GIB as GIB  # re-exported: GiB to bytes, for the legacy dialect's users
+from .bounds import (
+    STORABLE,
+    AgentTime,
+    Count,
+    Gib,
+    Int4,
+    Line,
+    Measure,
+    Name,
+    Output,
+    Percent,
+    SmallCount,
+    Status,
+    TimeWindow,
+    gib_to_bytes,
+)
 from .canonical import (
     ContainerSample,
     DiskSample,
@@ -32,14 +63,11 @@ from .canonical import (
     LogRecord,
     MetricSample,
     ProcessSample,
-    UtcDatetime,
     log_entry_id,
 )
 
-GIB = 1024**3
-Percent = Annotated[float, Field(ge=0, le=100)]
-NonNegInt = Annotated[int, Field(ge=0)]
-Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+Seq = Count
+RequestId = Annotated[str, Field(max_length=128), STORABLE]
 
 
 class _Frame(BaseModel):
@@ -59,7 +87,7 @@ class AuthFrame(_Frame):
     """The first frame of every connection, in both dialects."""
 
     type: Literal["auth"]
-    api_key: str = Field(max_length=256)
+    api_key: Annotated[str, Field(max_length=256), STORABLE]
 
 
 class PingFrame(_Frame):
@@ -72,40 +100,40 @@ class PingFrame(_Frame):
 
 
 class SeedDisk(_Frame):
-    path: str
-    total: NonNegInt
-    used: NonNegInt
-    free: NonNegInt
+    path: Name
+    total: Count
+    used: Count
+    free: Count
     percent: Percent
 
 
 class SeedInterface(_Frame):
-    interface: str
-    bytes_sent: NonNegInt
-    bytes_recv: NonNegInt
-    packets_sent: NonNegInt | None = None
-    packets_recv: NonNegInt | None = None
-    errors_in: NonNegInt | None = None
-    errors_out: NonNegInt | None = None
+    interface: Name
+    bytes_sent: Count
+    bytes_recv: Count
+    packets_sent: Count | None = None
+    packets_recv: Count | None = None
+    errors_in: Count | None = None
+    errors_out: Count | None = None
 
 
 class SeedContainer(_Frame):
-    id: str
-    name: str
-    image: str | None = None
-    state: str | None = None
-    status: str | None = None
-    cpu_percent: float | None = None
-    memory_bytes: NonNegInt | None = None
+    id: Name
+    name: Name
+    image: Name | None = None
+    state: Status | None = None
+    status: Status | None = None
+    cpu_percent: Measure | None = None
+    memory_bytes: Count | None = None
 
 
 class SeedProcess(_Frame):
-    pid: int
-    name: str
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
-    user: str | None = None
-    status: str | None = None
+    pid: SmallCount
+    name: Name
+    cpu_percent: Measure | None = None
+    memory_percent: Measure | None = None
+    user: Name | None = None
+    status: Status | None = None
 
 
 class SeedMetricsFrame(_Frame):
@@ -114,17 +142,17 @@ class SeedMetricsFrame(_Frame):
     type: Literal["metrics"]
     seq: Seq | None = None
     server_id: uuid.UUID | None = None  # when present it must be the key's server
-    timestamp: UtcDatetime
+    timestamp: AgentTime
     cpu_percent: Percent
     memory_percent: Percent
     disk_usage: list[SeedDisk] = Field(default_factory=list, max_length=256)
     network: list[SeedInterface] = Field(default_factory=list, max_length=256)
     # Well-known extras: all optional.
-    memory_total: NonNegInt | None = None
-    memory_used: NonNegInt | None = None
-    load_average: tuple[float, float, float] | None = None  # 1, 5 and 15 minutes
-    uptime_seconds: NonNegInt | None = None
-    cpu_cores: NonNegInt | None = None
+    memory_total: Count | None = None
+    memory_used: Count | None = None
+    load_average: tuple[Measure, Measure, Measure] | None = None  # 1, 5 and 15 minutes
+    uptime_seconds: Count | None = None
+    cpu_cores: SmallCount | None = None
     containers: list[SeedContainer] | None = Field(default=None, max_length=4096)
     top_processes: list[SeedProcess] = Field(default_factory=list, max_length=10_000)
 
@@ -187,9 +215,9 @@ Level = Annotated[LogLevel, BeforeValidator(_level)]
 
 class LogEntry(_Frame):
     level: Level
-    message: str = Field(max_length=64 * 1024)
-    timestamp: UtcDatetime
-    source: str | None = Field(default=None, max_length=256)
+    message: Line
+    timestamp: AgentTime
+    source: Name | None = None
 
 
 class LogFrame(_Frame):
@@ -199,9 +227,9 @@ class LogFrame(_Frame):
     seq: Seq | None = None
     server_id: uuid.UUID | None = None
     level: Level
-    message: str = Field(max_length=64 * 1024)
-    timestamp: UtcDatetime
-    source: str | None = Field(default=None, max_length=256)
+    message: Line
+    timestamp: AgentTime
+    source: Name | None = None
 
     def to_canonical(self, server_id: uuid.UUID, received_at: datetime) -> list[LogRecord]:
         entry = LogEntry(level=self.level, message=self.message, timestamp=self.timestamp, source=self.source)
@@ -244,10 +272,10 @@ class CommandResponseFrame(_Frame):
     type: Literal["command_response"]
     seq: Seq | None = None
     command_id: uuid.UUID
-    output: str = Field(default="", max_length=1024 * 1024)
-    exit_code: int
-    duration_ms: NonNegInt | None = None
-    error: str | None = None
+    output: Output = ""
+    exit_code: Int4
+    duration_ms: Count | None = None
+    error: Line | None = None
 
 
 class DockerResponseFrame(_Frame):
@@ -257,8 +285,8 @@ class DockerResponseFrame(_Frame):
     seq: Seq | None = None
     command_id: uuid.UUID
     success: bool
-    message: str = ""
-    logs: list[str] | None = None
+    message: Line = ""
+    logs: list[Line] | None = Field(default=None, max_length=100_000)
 
 
 # ---- legacy dialect --------------------------------------------------------------------------
@@ -270,61 +298,60 @@ class _Legacy(_Frame):
 
 class LegacyCpu(_Legacy):
     usage_percent: Percent
-    cores: NonNegInt | None = None
-    frequency_mhz: float | None = None
+    cores: SmallCount | None = None
+    frequency_mhz: Measure | None = None
 
 
 class LegacyMemory(_Legacy):
-    total_gb: float = Field(ge=0)
-    used_gb: float = Field(ge=0)
-    available_gb: float | None = Field(default=None, ge=0)
+    total_gb: Gib
+    used_gb: Gib
+    available_gb: Gib | None = None
     usage_percent: Percent
 
 
 class LegacyDisk(_Legacy):
-    total_gb: float = Field(ge=0)
-    used_gb: float = Field(ge=0)
-    available_gb: float = Field(ge=0)
+    total_gb: Gib
+    used_gb: Gib
+    available_gb: Gib
     usage_percent: Percent
 
 
 class LegacyNetwork(_Legacy):
-    bytes_sent: NonNegInt
-    bytes_recv: NonNegInt
-    packets_sent: NonNegInt | None = None
-    packets_recv: NonNegInt | None = None
+    bytes_sent: Count
+    bytes_recv: Count
+    packets_sent: Count | None = None
+    packets_recv: Count | None = None
 
 
 class LegacyContainer(_Legacy):
-    id: str
-    name: str
-    image: str | None = None
-    status: str | None = None
-    state: str | None = None
+    id: Name
+    name: Name
+    image: Name | None = None
+    status: Status | None = None
+    state: Status | None = None
 
 
 class LegacyProcess(_Legacy):
-    pid: int
-    name: str
-    cpu: float | None = None
-    memory: float | None = None  # percent of memory
-    status: str | None = None
-    user: str | None = None
+    pid: SmallCount
+    name: Name
+    cpu: Measure | None = None
+    memory: Measure | None = None  # percent of memory
+    status: Status | None = None
+    user: Name | None = None
 
 
 class LegacyMetricsData(_Legacy):
-    server_id: str | None = None  # informational only: the key decides the server
-    timestamp: UtcDatetime
+    server_id: Name | None = None  # informational only: the key decides the server
+    timestamp: AgentTime  # the host's local offset: converted to UTC
     cpu: LegacyCpu
     memory: LegacyMemory
     disk: LegacyDisk | None = None
     network: LegacyNetwork | None = None
-    containers: list[LegacyContainer] | None = None
+    containers: list[LegacyContainer] | None = Field(default=None, max_length=4096)
     processes: list[LegacyProcess] | None = Field(default=None, max_length=100_000)
 
 
-def _gib(value: float) -> int:
-    return round(value * GIB)
+_gib = gib_to_bytes
 
 
 class LegacyMetricsFrame(_Legacy):
@@ -383,47 +410,47 @@ class LegacyMetricsFrame(_Legacy):
 
 
 class LegacyCommandResultData(_Legacy):
-    output: str = Field(default="", max_length=1024 * 1024)
-    exit_code: int
+    output: Output = ""
+    exit_code: Int4
 
 
 class LegacyCommandResultFrame(_Legacy):
     type: Literal["command_result"]
-    request_id: str
+    request_id: RequestId
     data: LegacyCommandResultData
 
 
 class LegacyContainerData(_Legacy):
-    container_id: str
-    status: str | None = None
+    container_id: Name
+    status: Status | None = None
 
 
 class LegacyContainerStartedFrame(_Legacy):
     type: Literal["container_started"]
-    request_id: str
+    request_id: RequestId
     data: LegacyContainerData
 
 
 class LegacyContainerStoppedFrame(_Legacy):
     type: Literal["container_stopped"]
-    request_id: str
+    request_id: RequestId
     data: LegacyContainerData
 
 
 class LegacyContainerRestartedFrame(_Legacy):
     type: Literal["container_restarted"]
-    request_id: str
+    request_id: RequestId
     data: LegacyContainerData
 
 
 class LegacyContainerLogsData(_Legacy):
-    container_id: str
-    logs: list[str] | None = None
+    container_id: Name
+    logs: list[Line] | None = Field(default=None, max_length=100_000)
 
 
 class LegacyContainerLogsFrame(_Legacy):
     type: Literal["container_logs"]
-    request_id: str
+    request_id: RequestId
     data: LegacyContainerLogsData
 
 
@@ -431,8 +458,8 @@ class LegacyErrorFrame(_Legacy):
     """A legacy agent's failure reply to a command."""
 
     type: Literal["error"]
-    message: str = ""
-    request_id: str | None = None
+    message: Line = ""
+    request_id: RequestId | None = None
 
 
 LegacyReplyFrame = (
@@ -621,3 +648,28 @@ CLOSE_SUPERSEDED = 4000  # a newer socket of the same server took over: do not f
 
 AGENT_FRAME: TypeAdapter[AgentFrame] = TypeAdapter(AgentFrame)
 SERVER_FRAME: TypeAdapter[ServerFrame] = TypeAdapter(ServerFrame)
+
+
+def decode(raw: bytes | str, window: TimeWindow, now: datetime) -> AgentFrame:
+    """An agent's frame, every timestamp in it checked against `window` at `now`.
+
+    Raises only `pydantic.ValidationError`: every bound is a validation error, so one frame can
+    never end a socket (or, as the first frame, escape the authentication's error handling)."""
+    return AGENT_FRAME.validate_json(raw, context=window.context(now))
+
+
+class _SeqOnly(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    seq: Seq | None = None
+
+
+_SEQ_ONLY = TypeAdapter(_SeqOnly)
+
+
+def refused_seq(raw: bytes | str) -> int | None:
+    """The `seq` of a frame that failed validation, when it has a valid one: echoed in the error
+    frame, so the agent knows which frame was refused (it drops it instead of resending it)."""
+    try:
+        return _SEQ_ONLY.validate_json(raw).seq
+    except ValidationError:
+        return None

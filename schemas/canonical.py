@@ -1,7 +1,10 @@
 """Canonical topic payloads: what ingest writes to Kafka and every consumer reads.
 
 Both agent dialects decode into these models, so nothing downstream knows which dialect an agent
-spoke. Conventions: times are UTC-aware; sizes and counters are integer bytes; network counters
+spoke. The data payloads carry the storage bounds of `schemas/bounds.py` too, so a message that
+bypassed ingest's checks is dead-lettered at decoding with the field named.
+
+Conventions: times are UTC-aware; sizes and counters are integer bytes; network counters
 are carried exactly as the agent reported them (cumulative since boot), and rates are derived
 downstream from the difference between consecutive samples of one interface (a counter that goes
 down is a reset: that interval has no rate, never a negative one).
@@ -11,20 +14,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 import orjson
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-
-def _to_utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
-        raise ValueError("timestamp must carry a UTC offset")
-    return value.astimezone(UTC)
-
-
-UtcDatetime = Annotated[datetime, AfterValidator(_to_utc)]
-"""An aware datetime, normalised to UTC; a naive one is refused."""
+from .bounds import Count, Int4, Line, Measure, Name, Output, Percent, SmallCount, Status
+from .bounds import UtcDatetime as UtcDatetime  # re-exported: where every payload's times come from
 
 
 def utcnow() -> datetime:
@@ -39,42 +35,42 @@ class _Payload(BaseModel):
 
 
 class DiskSample(_Payload):
-    mount: str
-    total_bytes: int = Field(ge=0)
-    used_bytes: int = Field(ge=0)
-    free_bytes: int = Field(ge=0)
-    percent: float = Field(ge=0, le=100)
+    mount: Name
+    total_bytes: Count
+    used_bytes: Count
+    free_bytes: Count
+    percent: Percent
 
 
 class InterfaceSample(_Payload):
     """Counters since boot, as reported. `interface` is "all" when an agent reports only a sum."""
 
-    interface: str
-    bytes_sent: int = Field(ge=0)
-    bytes_recv: int = Field(ge=0)
-    packets_sent: int | None = Field(default=None, ge=0)
-    packets_recv: int | None = Field(default=None, ge=0)
-    errors_in: int | None = Field(default=None, ge=0)
-    errors_out: int | None = Field(default=None, ge=0)
+    interface: Name
+    bytes_sent: Count
+    bytes_recv: Count
+    packets_sent: Count | None = None
+    packets_recv: Count | None = None
+    errors_in: Count | None = None
+    errors_out: Count | None = None
 
 
 class ContainerSample(_Payload):
-    id: str
-    name: str
-    image: str | None = None
-    state: str | None = None  # running, exited, ...
-    status: str | None = None  # "Up 2 hours"
-    cpu_percent: float | None = None
-    memory_bytes: int | None = None
+    id: Name
+    name: Name
+    image: Name | None = None
+    state: Status | None = None  # running, exited, ...
+    status: Status | None = None  # "Up 2 hours"
+    cpu_percent: Measure | None = None  # of one core: above 100 on several
+    memory_bytes: Count | None = None
 
 
 class ProcessSample(_Payload):
-    pid: int
-    name: str
-    cpu_percent: float | None = None
-    memory_percent: float | None = None
-    user: str | None = None
-    status: str | None = None
+    pid: SmallCount
+    name: Name
+    cpu_percent: Measure | None = None  # of one core: above 100 on several
+    memory_percent: Measure | None = None
+    user: Name | None = None
+    status: Status | None = None
 
 
 class MetricSample(_Payload):
@@ -84,20 +80,21 @@ class MetricSample(_Payload):
     server_id: uuid.UUID
     time: UtcDatetime
     received_at: UtcDatetime
-    seq: int | None = None  # the agent's own sequence number, when it sends one
-    cpu_percent: float = Field(ge=0, le=100)
-    memory_percent: float = Field(ge=0, le=100)
-    memory_total_bytes: int | None = Field(default=None, ge=0)
-    memory_used_bytes: int | None = Field(default=None, ge=0)
-    load1: float | None = None
-    load5: float | None = None
-    load15: float | None = None
-    uptime_seconds: int | None = Field(default=None, ge=0)
-    cpu_cores: int | None = Field(default=None, ge=0)
-    disks: tuple[DiskSample, ...] = ()
-    interfaces: tuple[InterfaceSample, ...] = ()
-    containers: tuple[ContainerSample, ...] | None = None  # None: the host has no Docker
-    processes: tuple[ProcessSample, ...] = ()  # top processes by CPU only, never all of them
+    seq: Count | None = None  # the agent's own sequence number, when it sends one
+    cpu_percent: Percent
+    memory_percent: Percent
+    memory_total_bytes: Count | None = None
+    memory_used_bytes: Count | None = None
+    load1: Measure | None = None
+    load5: Measure | None = None
+    load15: Measure | None = None
+    uptime_seconds: Count | None = None
+    cpu_cores: SmallCount | None = None
+    disks: tuple[DiskSample, ...] = Field(default=(), max_length=256)
+    interfaces: tuple[InterfaceSample, ...] = Field(default=(), max_length=256)
+    containers: tuple[ContainerSample, ...] | None = Field(default=None, max_length=4096)  # None: no Docker
+    # Top processes by CPU only, never all of them.
+    processes: tuple[ProcessSample, ...] = Field(default=(), max_length=10_000)
 
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -116,9 +113,9 @@ class LogRecord(_Payload):
     time: UtcDatetime
     received_at: UtcDatetime
     level: LogLevel
-    message: str
-    source: str | None = None
-    seq: int | None = None
+    message: Line
+    source: Name | None = None
+    seq: Count | None = None
 
 
 _LOG_NAMESPACE = uuid.UUID("6f1c8d52-7a4e-4f0b-9a51-3e5e2b7f0c11")
@@ -172,12 +169,12 @@ class CommandResult(_Payload):
     command_id: uuid.UUID
     server_id: uuid.UUID
     success: bool
-    output: str | None = None
-    error: str | None = None
-    exit_code: int | None = None
-    duration_ms: int | None = None
-    message: str | None = None  # Docker actions' human-readable outcome
-    logs: tuple[str, ...] | None = None  # for action == "logs"
+    output: Output | None = None
+    error: Line | None = None
+    exit_code: Int4 | None = None
+    duration_ms: Count | None = None
+    message: Line | None = None  # Docker actions' human-readable outcome
+    logs: tuple[Line, ...] | None = Field(default=None, max_length=100_000)  # for action == "logs"
     finished_at: UtcDatetime
 
 

@@ -174,8 +174,8 @@ def service_with(
 
     async def write_batch(conn: object, payloads: list[Any], highest: dict[Any, int], **_: Any) -> None:
         # The poison: a log whose message the database refuses.
-        if any(isinstance(p, LogRecord) and "\x00" in p.message for p in payloads):
-            raise DatabaseRejected("NUL in text")
+        if any(isinstance(p, LogRecord) and "poison" in p.message for p in payloads):
+            raise DatabaseRejected("the database refuses it")
         if any(p.server_id == probe.PROBE_SERVER for p in payloads):
             return  # the write probe's reference message, rolled back
         written.append(sorted(highest.values()))
@@ -212,7 +212,7 @@ async def test_a_message_the_database_rejects_is_isolated_and_dead_lettered(
 ) -> None:
     service, events, _ = service_with([], monkeypatch)
     consumer = FakeConsumer(events)
-    records = [log(0, "a"), log(1, "b"), log(2, "poison \x00"), log(3, "c"), log(4, "d")]
+    records = [log(0, "a"), log(1, "b"), log(2, "poison"), log(3, "c"), log(4, "d")]
     await service._handle(consumer, records)
     assert service.stats.dead_letters == 1
     assert b"poison" in service._producer.sent[0]  # type: ignore[union-attr]
