@@ -9,8 +9,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from schemas.canonical import UtcDatetime
 
@@ -191,6 +192,79 @@ class FleetOut(BaseModel):
     generated_at: datetime
     servers: list[FleetServerOut]
     truncated: bool  # more servers matched than `fleet_max_servers`: the first ones by name are here
+
+
+# --- notification channels ------------------------------------------------------------------------
+
+
+def _http_url(value: str) -> str:
+    """An absolute http(s) URL with a host, no whitespace: where alerts are POSTed."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("the URL must start with http:// or https://")
+    if not parts.hostname:
+        raise ValueError("the URL must name a host")
+    if any(c.isspace() for c in value):
+        raise ValueError("the URL must not contain whitespace")
+    try:
+        parts.port  # noqa: B018 - validates the port (raises ValueError when out of range)
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from exc
+    return value
+
+
+ChannelUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2048), AfterValidator(_http_url)
+]
+ChannelSecret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+ChannelKind = Literal["webhook", "slack"]
+
+
+class ChannelIn(_In):
+    name: Text
+    kind: ChannelKind
+    url: ChannelUrl
+    secret: ChannelSecret | None = None  # write-only: never answered, only `has_secret`
+    server_id: uuid.UUID | None = None  # None: every server of the owner
+    rule_id: uuid.UUID | None = None  # None: every rule
+    enabled: bool = True
+
+
+class ChannelUpdate(_In):
+    """Fields left out stay as they are; `secret`, `server_id` and `rule_id` may be set to null
+    (no signing, every server, every rule)."""
+
+    name: Text | None = None
+    kind: ChannelKind | None = None
+    url: ChannelUrl | None = None
+    secret: ChannelSecret | None = None
+    server_id: uuid.UUID | None = None
+    rule_id: uuid.UUID | None = None
+    enabled: bool | None = None
+
+
+class ChannelOut(BaseModel):
+    id: uuid.UUID
+    name: str
+    kind: ChannelKind
+    url: str
+    has_secret: bool
+    server_id: uuid.UUID | None
+    rule_id: uuid.UUID | None
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChannelPage(BaseModel):
+    items: list[ChannelOut]
+    next_cursor: str | None  # pass as `cursor` for the next page; null: no more
+
+
+class ChannelTestOut(BaseModel):
+    delivered: bool
+    status_code: int | None  # the receiver's HTTP status, null when none answered
+    error: str | None
 
 
 # --- API keys ------------------------------------------------------------------------------------

@@ -102,3 +102,10 @@ def audit_server(scope_state: Any, server_id: uuid.UUID, **detail: object) -> No
     scope_state.audit_server_id = server_id
     if detail:
         scope_state.audit_detail = {k: str(v) for k, v in detail.items()}
+
+
+def audit_detail(scope_state: Any, **detail: object) -> None:
+    """Add what a request acted on to its audit row (the row's `detail`)."""
+    current = dict(getattr(scope_state, "audit_detail", {}) or {})
+    current.update({k: str(v) for k, v in detail.items()})
+    scope_state.audit_detail = current

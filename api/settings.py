@@ -63,6 +63,10 @@ class ApiSettings(BaseSettings):
     backtest_max_servers: int = Field(default=500, ge=1)
     # The fleet summary answers at most this many servers (the first by name).
     fleet_max_servers: int = Field(default=5000, ge=1, le=100_000)
+    # Notification channels: per owner at most this many; a test send waits at most this long.
+    channels_max_per_user: int = Field(default=100, ge=1)
+    channel_test_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    channels_max_page: int = Field(default=500, ge=1)
     logs_max_page: int = Field(default=500, ge=1)
     logs_max_range_days: float = Field(default=31.0, gt=0)
 

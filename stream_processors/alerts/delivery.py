@@ -1,59 +1,27 @@
-"""Sending one alert event to one channel: the payloads, the signature, the retry policy.
+"""Sending one alert event to one channel: the HTTP attempt and the retry policy.
 
-Free of faust so it is tested on its own. A webhook receives the AlertEvent JSON with
-`X-FleetPulse-Event-Id` (deduplicate on it: delivery is at-least-once in the rare crash between
-a receiver's 2xx and the log's update), `X-FleetPulse-Timestamp` (unix seconds) and
-`X-FleetPulse-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>." + body)>`.
+Free of faust so it is tested on its own. The payloads and the signature are built by
+`schemas.notifications` (shared with the API's channel test, so a test message is exactly what
+an alert sends); a webhook receiver deduplicates on `X-FleetPulse-Event-Id`: delivery is
+at-least-once in the rare crash between a receiver's 2xx and the log's update.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import httpx
-import orjson
 
 from schemas.alerts import AlertEvent, NotificationChannel
+from schemas.notifications import RETRIABLE_4XX, build_request, sign, slack_text, verify
 
 from .errors import DeliveryFailed
 
+__all__ = ["build_request", "deliver_with_retries", "send_once", "sign", "slack_text", "verify"]
+
 log = logging.getLogger(__name__)
-
-# A 4xx other than these means the request itself is wrong: retrying will not help.
-_RETRIABLE_4XX = frozenset({408, 409, 425, 429})
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
-
-
-def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
-    """What a receiver does (and what the tests do): constant-time comparison."""
-    return hmac.compare_digest(sign(secret, timestamp, body), signature)
-
-
-def slack_text(event: AlertEvent) -> str:
-    icon = {"firing": ":rotating_light:", "resolved": ":white_check_mark:"}[event.state]
-    return f"{icon} [{event.severity.upper()}] {event.message} (server {event.server_id})"
-
-
-def build_request(channel: NotificationChannel, event: AlertEvent) -> tuple[bytes, dict[str, str]]:
-    headers = {"Content-Type": "application/json", "User-Agent": "FleetPulse-Alerts/1"}
-    if channel.kind == "slack":
-        return orjson.dumps({"text": slack_text(event)}), headers
-    body = event.to_bytes()
-    timestamp = str(int(time.time()))
-    headers["X-FleetPulse-Event-Id"] = str(event.event_id)
-    headers["X-FleetPulse-Timestamp"] = timestamp
-    if channel.secret:
-        headers["X-FleetPulse-Signature"] = sign(channel.secret, timestamp, body)
-    return body, headers
 
 
 async def send_once(client: httpx.AsyncClient, channel: NotificationChannel, event: AlertEvent) -> int:
@@ -67,7 +35,7 @@ async def send_once(client: httpx.AsyncClient, channel: NotificationChannel, eve
     if 200 <= code < 300:
         return code
     error = DeliveryFailed(f"HTTP {code}", status_code=code)
-    if 400 <= code < 500 and code not in _RETRIABLE_4XX:
+    if 400 <= code < 500 and code not in RETRIABLE_4XX:
         error.retriable = False
     raise error
 

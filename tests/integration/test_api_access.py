@@ -89,6 +89,12 @@ ROUTES: dict[tuple[str, str], tuple[Need, Body]] = {
     ("POST", "/api/v1/alerts/{episode_id}/resolve"): ("operator", None),
     ("POST", "/api/v1/alerts/backtest"): ("operator", lambda ids: {**RANGE, "rule": _rule(ids)}),
     ("POST", "/api/v1/alerts/rules/{rule_id}/backtest"): ("private", lambda ids: RANGE),
+    ("POST", "/api/v1/notification-channels"): ("none", None),
+    ("GET", "/api/v1/notification-channels"): ("none", None),
+    ("GET", "/api/v1/notification-channels/{channel_id}"): ("private", None),
+    ("PUT", "/api/v1/notification-channels/{channel_id}"): ("private", lambda ids: {"name": "taken over"}),
+    ("DELETE", "/api/v1/notification-channels/{channel_id}"): ("private", None),
+    ("POST", "/api/v1/notification-channels/{channel_id}/test"): ("private", None),
     ("GET", "/api/v1/audit/servers/{server_id}"): ("owner", None),
     ("GET", "/api/v1/audit/me"): ("none", None),
     ("GET", "/health"): ("none", None),
@@ -128,6 +134,12 @@ async def _world(
         "/api/v1/alerts/thresholds", json=_threshold({"server_id": str(server_id)}), headers=owner.headers
     )
     assert threshold.status_code == 201, threshold.text
+    channel = await client.post(
+        "/api/v1/notification-channels",
+        json={"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/x", "server_id": str(server_id)},
+        headers=owner.headers,
+    )
+    assert channel.status_code == 201, channel.text
     episode_id = uuid.uuid4()
     await db.execute(
         """INSERT INTO alerts (episode_id, rule_id, rule_name, origin, owner_id, server_id, metric,
@@ -161,6 +173,7 @@ async def _world(
         "rule_id": rule.json()["id"],
         "threshold_id": threshold.json()["id"],
         "episode_id": str(episode_id),
+        "channel_id": channel.json()["id"],
         "container_id": "web",
         "action": "restart",
         "email": stranger.email,
@@ -210,6 +223,7 @@ async def test_every_route_is_classified_and_refuses_other_users(
         "/api/v1/alerts/rules",
         "/api/v1/alerts/thresholds",
         "/api/v1/alerts",
+        "/api/v1/notification-channels",
     ):
         r = await c.get(url, headers=stranger.headers)
         assert r.status_code == 200 and ids["server_id"] not in r.text, url
@@ -234,6 +248,10 @@ async def test_every_route_is_classified_and_refuses_other_users(
     assert len(rules) == 2  # the rule and the threshold
     shares = (await c.get(f"/api/v1/servers/{ids['server_id']}/shares", headers=owner.headers)).json()
     assert [(s["user_id"], s["role"]) for s in shares] == [(str(viewer.id), "viewer")]
+    channel = (
+        await c.get(f"/api/v1/notification-channels/{ids['channel_id']}", headers=owner.headers)
+    ).json()
+    assert channel["name"] == "hook"
 
 
 async def test_unauthenticated_requests_are_refused_everywhere(client) -> None:
@@ -250,7 +268,7 @@ async def test_unauthenticated_requests_are_refused_everywhere(client) -> None:
     }
     ids = {
         k: str(uuid.uuid4())
-        for k in ("server_id", "user_id", "key_id", "rule_id", "threshold_id", "episode_id")
+        for k in ("server_id", "user_id", "key_id", "rule_id", "threshold_id", "episode_id", "channel_id")
     }
     ids |= {"container_id": "web", "action": "start", "email": "x@example.com"}
     for method, path in (_template(k) for k in ROUTES):
