@@ -31,7 +31,20 @@ from .live.service import LiveService
 from .metrics import ApiMetrics
 from .observe import ObserveMiddleware
 from .ratelimit import RateLimiter
-from .routes import alerts, audit, auth, channels, commands, fleet, history, install, keys, ops, servers
+from .routes import (
+    alerts,
+    audit,
+    auth,
+    channels,
+    commands,
+    fleet,
+    history,
+    install,
+    keys,
+    ops,
+    processes,
+    servers,
+)
 from .settings import ApiSettings
 from .state import Resources
 
@@ -108,7 +121,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
         return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
 
-    for module in (auth, servers, fleet, keys, history, commands, alerts, channels, audit):
+    for module in (auth, servers, fleet, keys, history, processes, commands, alerts, channels, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(live_router, prefix=API_PREFIX)
     app.include_router(ops.router)

@@ -322,6 +322,21 @@ class DockerActionOut(BaseModel):
     message: str | None
 
 
+class ProcessOut(BaseModel):
+    pid: int
+    name: str
+    user: str | None = None
+    status: str | None = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None  # of the host's memory, when the agent reports it
+    memory_rss_bytes: int | None = None  # resident set size, when the agent reports it
+
+
+class ProcessesOut(BaseModel):
+    timestamp: datetime | None  # the sample the list comes from; null: none ever sent
+    processes: list[ProcessOut]
+
+
 class ContainerOut(BaseModel):
     id: str
     name: str

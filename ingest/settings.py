@@ -40,7 +40,7 @@ class IngestSettings(BaseSettings):
     invalid_frame_limit: int = Field(default=20, ge=1)  # invalid frames ...
     invalid_frame_window: float = Field(default=10.0, gt=0)  # ... within this many seconds close it
     idle_timeout: float = Field(default=90.0, gt=0)  # no frame at all for this long: close
-    max_processes: int = Field(default=20, ge=0)  # top processes by CPU kept per sample
+    max_processes: int = Field(default=20, ge=0)  # per sample: the top N by CPU and by memory (<= 2N)
     # Agent timestamps accepted: from `timestamp_earliest` to `timestamp_ahead_seconds` past this
     # process's clock (the agent's clock may run ahead). A frame with a time outside is refused
     # with a `validation` error naming the field, never stored.

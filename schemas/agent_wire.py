@@ -22,9 +22,11 @@ Decode with `decode(raw, window, now)`: it applies the ingest window to every ti
 
 from __future__ import annotations
 
+import heapq
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import (
@@ -68,6 +70,9 @@ from .canonical import (
 
 Seq = Count
 RequestId = Annotated[str, Field(max_length=128), STORABLE]
+MIB = 1024**2
+# Legacy process memory: MiB, whose bytes (round(v * 2^20)) fit a bigint.
+Mib = Annotated[float, Field(ge=0, le=2**40, allow_inf_nan=False)]
 
 
 class _Frame(BaseModel):
@@ -132,8 +137,24 @@ class SeedProcess(_Frame):
     name: Name
     cpu_percent: Measure | None = None
     memory_percent: Measure | None = None
+    memory_rss_bytes: Count | None = None  # FleetPulse's extra: resident set size
     user: Name | None = None
     status: Status | None = None
+
+
+_P = TypeVar("_P")
+
+
+def top_processes(
+    processes: Sequence[_P], n: int, cpu: Callable[[_P], float], memory: Callable[[_P], float]
+) -> list[_P]:
+    """The top `n` by CPU, then those of the top `n` by memory not already among them: at most
+    2n, each once (heaps, so thousands of legacy processes cost little)."""
+    if n <= 0:
+        return []
+    by_cpu = heapq.nlargest(n, processes, key=cpu)
+    chosen = {id(p) for p in by_cpu}
+    return by_cpu + [p for p in heapq.nlargest(n, processes, key=memory) if id(p) not in chosen]
 
 
 class SeedMetricsFrame(_Frame):
@@ -158,7 +179,12 @@ class SeedMetricsFrame(_Frame):
 
     def to_canonical(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> MetricSample:
         load = self.load_average
-        processes = sorted(self.top_processes, key=lambda p: p.cpu_percent or 0.0, reverse=True)
+        processes = top_processes(
+            self.top_processes,
+            max_processes,
+            cpu=lambda p: p.cpu_percent or 0.0,
+            memory=lambda p: p.memory_percent if p.memory_percent is not None else (p.memory_rss_bytes or 0),
+        )
         return MetricSample(
             server_id=server_id,
             time=self.timestamp,
@@ -183,7 +209,7 @@ class SeedMetricsFrame(_Frame):
             containers=None
             if self.containers is None
             else tuple(ContainerSample(**c.model_dump()) for c in self.containers),
-            processes=tuple(ProcessSample(**p.model_dump()) for p in processes[:max_processes]),
+            processes=tuple(ProcessSample(**p.model_dump()) for p in processes),
         )
 
 
@@ -335,7 +361,7 @@ class LegacyProcess(_Legacy):
     pid: SmallCount
     name: Name
     cpu: Measure | None = None
-    memory: Measure | None = None  # percent of memory
+    memory: Mib | None = None  # resident set size in MiB (not a percentage)
     status: Status | None = None
     user: Name | None = None
 
@@ -377,7 +403,9 @@ class LegacyMetricsFrame(_Legacy):
         if d.network is not None:
             # The legacy agent sums every interface: one "all" interface, counters as given.
             interfaces = (InterfaceSample(interface="all", **d.network.model_dump()),)
-        processes = sorted(d.processes or [], key=lambda p: p.cpu or 0.0, reverse=True)[:max_processes]
+        processes = top_processes(
+            d.processes or [], max_processes, cpu=lambda p: p.cpu or 0.0, memory=lambda p: p.memory or 0.0
+        )
         return MetricSample(
             server_id=server_id,
             time=d.timestamp,
@@ -400,7 +428,8 @@ class LegacyMetricsFrame(_Legacy):
                     pid=p.pid,
                     name=p.name,
                     cpu_percent=p.cpu,
-                    memory_percent=p.memory,
+                    # The legacy `memory` is RSS in MiB, not a share of the host's memory.
+                    memory_rss_bytes=None if p.memory is None else round(p.memory * MIB),
                     user=p.user,
                     status=p.status,
                 )

@@ -68,7 +68,8 @@ class ProcessSample(_Payload):
     pid: SmallCount
     name: Name
     cpu_percent: Measure | None = None  # of one core: above 100 on several
-    memory_percent: Measure | None = None
+    memory_percent: Measure | None = None  # of the host's memory, when the agent reports it
+    memory_rss_bytes: Count | None = None  # resident set size, when reported
     user: Name | None = None
     status: Status | None = None
 
@@ -93,7 +94,8 @@ class MetricSample(_Payload):
     disks: tuple[DiskSample, ...] = Field(default=(), max_length=256)
     interfaces: tuple[InterfaceSample, ...] = Field(default=(), max_length=256)
     containers: tuple[ContainerSample, ...] | None = Field(default=None, max_length=4096)  # None: no Docker
-    # Top processes by CPU only, never all of them.
+    # The top processes, never all of them: the top N by CPU and the top N by memory (at most
+    # 2N, each once; N is ingest's `max_processes`), CPU's first.
     processes: tuple[ProcessSample, ...] = Field(default=(), max_length=10_000)
 
 

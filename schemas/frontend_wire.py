@@ -131,6 +131,16 @@ class NetworkRates(_ServerFrame):
     bytes_recv_per_second: float | None = None
 
 
+class ProcessData(_ServerFrame):
+    pid: int
+    name: str
+    user: str | None = None
+    status: str | None = None
+    cpu_percent: float | None = None
+    memory_percent: float | None = None
+    memory_rss_bytes: int | None = None
+
+
 class MetricsData(_ServerFrame):
     timestamp: datetime
     cpu_percent: float
@@ -145,6 +155,9 @@ class MetricsData(_ServerFrame):
     disks: tuple[DiskData, ...] = ()
     interfaces: tuple[InterfaceData, ...] = ()
     network: NetworkRates = NetworkRates()
+    # The sample's top processes (top N by CPU and by memory); null when it carried none, and
+    # in history frames (the newest list is at REST `GET /metrics/{server_id}/processes`).
+    processes: tuple[ProcessData, ...] | None = None
     seq: int | None = None
     # Aggregated history (resolution other than "raw"): the bucket's width and sample count.
     resolution: Resolution = "raw"

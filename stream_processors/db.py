@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import mode
+import orjson
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg_pool import AsyncConnectionPool
@@ -369,7 +370,41 @@ async def _write_metrics(
            WHERE s.id = x.server_id""",
         (stale_after,),
     )
+    await _write_processes(conn, metrics)
     await _recompute_rollups(conn, rollup_horizon)
+
+
+def newest_processes(metrics: Sequence[MetricSample]) -> list[tuple[object, ...]]:
+    """Per server, the newest sample that carried processes, as a `server_processes` row
+    (server_id, time, processes as JSON text)."""
+    newest: dict[object, MetricSample] = {}
+    for m in metrics:
+        if m.processes:
+            held = newest.get(m.server_id)
+            if held is None or m.time > held.time:
+                newest[m.server_id] = m
+    return [(m.server_id, m.time, _processes_json(m)) for m in newest.values()]
+
+
+def _processes_json(m: MetricSample) -> str:
+    # Names are storable text (schemas.bounds: no NUL, which jsonb refuses), so this always fits.
+    return orjson.dumps([p.model_dump(mode="json") for p in m.processes]).decode()
+
+
+async def _write_processes(conn: Conn, metrics: Sequence[MetricSample]) -> None:
+    """Keep each server's newest top processes: one row per server, replaced only by a newer
+    sample (a replay or a late older sample changes nothing)."""
+    rows = newest_processes(metrics)
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO server_processes AS p (server_id, time, processes, updated_at)
+           SELECT s, t, j::jsonb, now() FROM unnest(%s::uuid[], %s::timestamptz[], %s::text[]) AS u(s, t, j)
+           ON CONFLICT (server_id) DO UPDATE
+           SET time = EXCLUDED.time, processes = EXCLUDED.processes, updated_at = now()
+           WHERE p.time < EXCLUDED.time""",
+        ([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]),
+    )
 
 
 # The 1-minute rollup of the buckets in rollup_affected, recomputed from the raw rows. The rate of

@@ -31,7 +31,7 @@ def _dumps(frame: dict[str, Any]) -> str:
 
 
 # MetricSample fields that are not part of the metrics frame's data.
-_NOT_DATA = ("kind", "server_id", "received_at", "time", "containers", "processes")
+_NOT_DATA = ("kind", "server_id", "received_at", "time", "containers")
 
 
 # Interfaces left out of a sample's network totals by default: loopback and the virtual
@@ -113,6 +113,7 @@ def metrics_text(
     """A `metrics` frame for one canonical sample."""
     data: dict[str, Any] = sample.model_dump(mode="json", exclude=set(_NOT_DATA))
     data["timestamp"] = sample.time
+    data["processes"] = data["processes"] or None  # null: this sample carried none
     data["network"] = rates.apply(sample.time, data["interfaces"])
     data["resolution"] = "raw"
     data["samples"] = None
@@ -152,6 +153,7 @@ def history_metrics_text(row: MetricRow, rates: RateState, resolution: str) -> s
         "disks": [d.model_dump(mode="json") for d in row.disks],
         "interfaces": interfaces,
         "network": network,
+        "processes": None,  # only live samples carry them (REST: /metrics/{id}/processes)
         "seq": None,
         "resolution": resolution,
         "samples": row.samples,

@@ -66,6 +66,7 @@ ROUTES: dict[tuple[str, str], tuple[Need, Body]] = {
     ("POST", "/api/v1/api-keys/{key_id}/deactivate"): ("owner", None),
     ("DELETE", "/api/v1/api-keys/{key_id}"): ("owner", None),
     ("GET", "/api/v1/metrics/{server_id}/latest"): ("viewer", None),
+    ("GET", "/api/v1/metrics/{server_id}/processes"): ("viewer", None),
     ("GET", "/api/v1/metrics/{server_id}/history"): ("viewer", None),
     ("GET", "/api/v1/metrics/{server_id}/disks/history?mount=/"): ("viewer", None),
     ("GET", "/api/v1/metrics/{server_id}/interfaces/history?interface=eth0"): ("viewer", None),

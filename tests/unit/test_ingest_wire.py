@@ -3,6 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
@@ -75,8 +76,12 @@ def test_legacy_metrics_are_told_apart_by_shape_and_convert_to_bytes_in_utc() ->
     assert sample.interfaces[0].interface == "all"
     assert sample.interfaces[0].bytes_recv == 987654321
     assert sample.containers is not None and sample.containers[0].state == "running"
-    # Only the top processes by CPU are kept.
-    assert [p.name for p in sample.processes] == ["init"]
+    # The top process by CPU, then the top one by memory (max_processes=1 keeps one of each).
+    assert [p.name for p in sample.processes] == ["init", "python3"]
+    # The legacy `memory` is RSS in MiB: bytes, never a percentage of the host's memory.
+    python3 = sample.processes[1]
+    assert python3.memory_rss_bytes == round(85.4 * 1024 * 1024) and python3.memory_percent is None
+    assert python3.cpu_percent == 3.2 and python3.user == "www-data" and python3.status == "sleep"
     assert sample.cpu_cores == 1
 
 
@@ -152,3 +157,52 @@ def test_outbound_frames_round_trip_and_leave_out_absent_fields() -> None:
     error = ErrorFrame(message="Invalid message format", code="validation", detail="cpu_percent: missing")
     assert SERVER_FRAME.validate_json(error.to_bytes()) == error
     assert AckFrame(seq=5).to_bytes() == b'{"type":"ack","seq":5}'
+
+
+def _legacy_with(processes: list[dict[str, object]]) -> LegacyMetricsFrame:
+    return LegacyMetricsFrame.model_validate(
+        {
+            "type": "metrics",
+            "data": {
+                "timestamp": "2025-12-12T15:03:25+02:00",
+                "cpu": {"usage_percent": 1, "cores": 1},
+                "memory": {"total_gb": 1, "used_gb": 0.5, "available_gb": 0.5, "usage_percent": 50},
+                "processes": processes,
+            },
+        }
+    )
+
+
+def test_top_processes_keep_the_top_n_by_cpu_and_by_memory_each_once() -> None:
+    procs = [
+        {"pid": i, "name": f"p{i}", "cpu": float(i % 10), "memory": float(1000 - i)} for i in range(1000)
+    ]
+    sample = _legacy_with(procs).to_canonical(SERVER, NOW, max_processes=3)
+    pids = [p.pid for p in sample.processes]
+    assert len(pids) == len(set(pids)) == 6
+    assert all(p.cpu_percent == 9.0 for p in sample.processes[:3])  # CPU's first
+    assert {p.pid for p in sample.processes[3:]} == {0, 1, 2}  # the largest RSS
+    # A process at the top of both lists appears once; N = 0 keeps none.
+    both = [
+        {"pid": 1, "name": "a", "cpu": 9.0, "memory": 9.0},
+        {"pid": 2, "name": "b", "cpu": 1.0, "memory": 1.0},
+    ]
+    assert [p.pid for p in _legacy_with(both).to_canonical(SERVER, NOW, max_processes=1).processes] == [1]
+    assert _legacy_with(both).to_canonical(SERVER, NOW, max_processes=0).processes == ()
+    with pytest.raises(ValidationError):
+        _legacy_with([{"pid": 1, "name": "a", "memory": -1.0}])
+
+
+def test_seed_processes_carry_rss_and_are_ranked_by_memory_share() -> None:
+    base = orjson.loads(SEED_METRICS)
+    base["top_processes"] = [
+        {"pid": 1, "name": "busy", "cpu_percent": 90.0, "memory_percent": 1.0},
+        {"pid": 2, "name": "big", "cpu_percent": 0.5, "memory_percent": 70.0, "memory_rss_bytes": 7 << 30},
+        {"pid": 3, "name": "idle", "cpu_percent": 0.1, "memory_percent": 0.1},
+    ]
+    frame = SeedMetricsFrame.model_validate(base)
+    sample = frame.to_canonical(SERVER, NOW, max_processes=1)
+    assert [(p.name, p.memory_rss_bytes) for p in sample.processes] == [("busy", None), ("big", 7 << 30)]
+    base["top_processes"][1]["memory_rss_bytes"] = -1
+    with pytest.raises(ValidationError):
+        SeedMetricsFrame.model_validate(base)

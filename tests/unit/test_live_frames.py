@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from api.live.frames import RateState, metrics_text
 from api.live.settings import LiveSettings
-from schemas.canonical import InterfaceSample, MetricSample
+from schemas.canonical import InterfaceSample, MetricSample, ProcessSample
 from schemas.frontend_wire import CLIENT_FRAME, SERVER_FRAME, AuthFrame, CloseCode, MetricsFrame, PingFrame
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
@@ -40,6 +40,21 @@ def test_frames_follow_the_wire_contract() -> None:
     frame = metrics_frame(_sample(0, 1, 2), RateState(), 42)
     assert frame.position is not None and (frame.position.partition, frame.position.offset) == (3, 42)
     assert frame.data.timestamp == T and frame.data.cpu_percent == 1 and not frame.history
+
+
+def test_live_metrics_frames_carry_the_samples_processes() -> None:
+    procs = (
+        ProcessSample(pid=1, name="db", cpu_percent=50.0, memory_rss_bytes=1 << 30, user="pg"),
+        ProcessSample(pid=2, name="web", cpu_percent=1.0, memory_percent=12.5, status="running"),
+    )
+    frame = metrics_frame(_sample(0, 1, 2).model_copy(update={"processes": procs}), RateState(), 1)
+    assert frame.data.processes is not None
+    assert [(p.pid, p.name, p.memory_rss_bytes, p.memory_percent) for p in frame.data.processes] == [
+        (1, "db", 1 << 30, None),
+        (2, "web", None, 12.5),
+    ]
+    assert frame.data.processes[0].user == "pg" and frame.data.processes[1].status == "running"
+    assert metrics_frame(_sample(0, 1, 2), RateState(), 1).data.processes is None  # none carried
 
 
 def test_rates_come_from_the_previous_sample_and_a_reset_has_none() -> None:
