@@ -1,4 +1,5 @@
-"""The frames of the frontend sockets `/api/v1/ws/metrics/{server_id}` and `/api/v1/ws/logs/{server_id}`.
+"""The frames of the frontend sockets `/api/v1/ws/metrics/{server_id}`, `/api/v1/ws/logs/{server_id}`
+and `/api/v1/ws/fleet` (every server of the user, for the dashboard's fleet page).
 
 The seed's "Frontend WebSocket Protocol" (auth, metrics, log, alert, error), plus what FleetPulse
 adds so a browser never silently misses data: positions, a history/live seam marker, resume, a
@@ -90,9 +91,10 @@ class _ServerFrame(BaseModel):
 
 class AuthSuccessFrame(_ServerFrame):
     type: Literal["auth_success"] = "auth_success"
-    server_id: uuid.UUID
-    channel: Literal["metrics", "logs"]
+    server_id: uuid.UUID | None  # None on the fleet socket, which follows every server of the user
+    channel: Literal["metrics", "logs", "fleet"]
     expires_at: datetime  # the access token's expiry; `auth_required` comes before it
+    servers: int | None = None  # fleet socket: how many servers it follows
 
 
 class AuthRequiredFrame(_ServerFrame):
@@ -195,6 +197,35 @@ class AlertFrame(_ServerFrame):
     position: Position
 
 
+class FleetItem(_ServerFrame):
+    """One server's state on the fleet socket: status and the newest sample's headline values."""
+
+    server_id: uuid.UUID
+    status: Literal["online", "offline", "stale", "unknown"]
+    last_seen: datetime | None
+    sample_time: datetime | None
+    cpu_percent: float | None
+    memory_percent: float | None
+    disk_percent: float | None  # the fullest disk of the newest sample
+    disk_mount: str | None
+
+
+class FleetUpdateFrame(_ServerFrame):
+    """Fleet socket: the servers that changed since the previous `fleet_update` (each once, its
+    newest state), at most one frame per `fleet_flush_seconds`. The first one after
+    `auth_success` carries every server the socket follows."""
+
+    type: Literal["fleet_update"] = "fleet_update"
+    data: tuple[FleetItem, ...]
+
+
+class FleetChangedFrame(_ServerFrame):
+    """Fleet socket: the set of servers the user can see changed (one added, shared, removed or
+    unshared): refetch `GET /api/v1/fleet`. Updates of the new set follow."""
+
+    type: Literal["fleet_changed"] = "fleet_changed"
+
+
 class HistoryEndFrame(_ServerFrame):
     """The seam: every earlier frame came from history; everything after `position` follows live."""
 
@@ -240,6 +271,8 @@ ServerFrame = Annotated[
     | MetricsFrame
     | LogFrame
     | AlertFrame
+    | FleetUpdateFrame
+    | FleetChangedFrame
     | HistoryEndFrame
     | HistoryLostFrame
     | CoalescedFrame
@@ -253,6 +286,8 @@ SERVER_FRAME: TypeAdapter[
     | MetricsFrame
     | LogFrame
     | AlertFrame
+    | FleetUpdateFrame
+    | FleetChangedFrame
     | HistoryEndFrame
     | HistoryLostFrame
     | CoalescedFrame

@@ -21,7 +21,7 @@ class Channel:
     name: str
     topic: str  # the full topic name on the broker (with the deployment's prefix)
     droppable: bool  # metrics frames may be coalesced for a slow client; logs and alerts never
-    build: Build
+    build: Build | None  # None: no per-server frames (agent events, read by the fleet tap only)
 
 
 def _metrics(value: bytes, rates: RateState, partition: int, offset: int) -> str:
@@ -37,11 +37,17 @@ def _alert(value: bytes, rates: RateState, partition: int, offset: int) -> str:
     return encode(AlertFrame(data=ALERT_EVENT.validate_json(value), position=position))
 
 
+def alert_text(value: bytes, partition: int, offset: int) -> str:
+    """The `alert` frame of one alerts-topic message (the same text on every socket)."""
+    return _alert(value, RateState(), partition, offset)
+
+
 @dataclass(frozen=True, slots=True)
 class Channels:
     metrics: Channel
     logs: Channel
     alerts: Channel
+    agent_events: Channel  # connection events: the fleet sockets' online/offline
 
     @classmethod
     def for_prefix(cls, prefix: str) -> Channels:
@@ -49,7 +55,12 @@ class Channels:
             metrics=Channel("metrics", topics.METRICS.name(prefix), True, _metrics),
             logs=Channel("logs", topics.LOGS.name(prefix), False, _log),
             alerts=Channel("alerts", topics.ALERTS.name(prefix), False, _alert),
+            agent_events=Channel("agent_events", topics.AGENT_EVENTS.name(prefix), False, None),
         )
 
     def by_topic(self) -> dict[str, Channel]:
-        return {c.topic: c for c in (self.metrics, self.logs, self.alerts)}
+        return {c.topic: c for c in (self.metrics, self.logs, self.alerts, self.agent_events)}
+
+    def fleet(self) -> tuple[Channel, Channel, Channel]:
+        """What a fleet socket reads, every partition of each."""
+        return self.metrics, self.alerts, self.agent_events

@@ -181,3 +181,35 @@ async def logs_history(pool: Pool, server_id: uuid.UUID, tp: TP, limit: int) -> 
         last,
         [LogRow(r["time"], r["entry_id"], r["level"], r["source"], r["message"]) for r in rows],
     )
+
+
+# --- the fleet sockets ----------------------------------------------------------------------------
+
+
+async def fleet_seed(pool: Pool, server_ids: list[uuid.UUID]) -> list[dict[str, object]]:
+    """Status, presence and the newest sample's headline values of these servers, in one query
+    (the fleet hub's starting state for servers it begins to watch)."""
+    if not server_ids:
+        return []
+    async with connection(pool) as conn:
+        rows = await conn.fetch(
+            """
+            SELECT s.id AS server_id, s.status, s.last_seen,
+                   p.connection_id, p.connected, p.event_time AS presence_time,
+                   m.time AS sample_time, m.cpu_percent, m.memory_percent,
+                   d.percent AS disk_percent, d.mount AS disk_mount
+            FROM servers s
+            LEFT JOIN server_presence p ON p.server_id = s.id
+            LEFT JOIN LATERAL (
+                SELECT time, cpu_percent, memory_percent FROM metrics
+                WHERE server_id = s.id ORDER BY time DESC LIMIT 1
+            ) m ON true
+            LEFT JOIN LATERAL (
+                SELECT mount, percent FROM metric_disks
+                WHERE server_id = s.id AND time = m.time ORDER BY percent DESC, mount LIMIT 1
+            ) d ON true
+            WHERE s.id = ANY($1::uuid[])
+            """,
+            server_ids,
+        )
+    return [dict(row) for row in rows]

@@ -7,13 +7,18 @@ the same text into every subscriber's bounded `Outbox`, never awaiting a socket.
 
 Everything here is synchronous and runs on the event loop, so `subscribe` takes the window
 snapshot and registers the subscriber atomically: the seam between catch-up and live is exact.
+
+Besides per-server subscribers, a partition may be *held* (`hold`/`release`): read from the
+live end while held, with no subscriber. The fleet sockets hold every partition of the metrics,
+alerts and agent-events topics and see each fetched batch once through a *tap* (`set_tap`), one
+call per batch, before and independently of the per-server delivery.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -66,11 +71,16 @@ class PartitionStream:
     window: deque[Record]
     subscribers: dict[bytes, set[Subscriber]] = field(default_factory=dict)
     rates: dict[bytes, RateState] = field(default_factory=dict)
+    holds: int = 0  # holders reading the whole partition (the fleet sockets), besides subscribers
 
     @property
     def window_start(self) -> int:
         """Every message from this offset up to `next_offset` is in the window."""
         return self.window[0].offset if self.window else self.next_offset
+
+
+Tap = Callable[[TP, Sequence[Record]], None]
+"""Sees every new record of a topic's held or subscribed partitions, a fetched batch at a time."""
 
 
 class Hub:
@@ -84,6 +94,8 @@ class Hub:
         self._network_total_exclude = network_total_exclude
         self._on_change = on_assignment_change
         self._streams: dict[TP, PartitionStream] = {}
+        self._taps: dict[str, Tap] = {}
+        self.tap_failures = 0
         self.frames_built = 0
         self.frames_pushed = 0
         self.undecodable = 0
@@ -113,6 +125,9 @@ class Hub:
             stream = PartitionStream(tp, channel, start, deque(maxlen=self._window_messages))
             self._streams[tp] = stream
             self._on_change()
+        if stream.window.maxlen != self._window_messages:
+            # A held partition's first subscriber: from now on the window keeps recent messages.
+            stream.window = deque(stream.window, maxlen=self._window_messages)
         replay: tuple[int, int] | None = None
         window_start = stream.window_start
         if from_offset < window_start:
@@ -136,10 +151,41 @@ class Hub:
         if not subs:
             del stream.subscribers[sub.key]
             stream.rates.pop(sub.key, None)
-        if not stream.subscribers:
+        if not stream.subscribers and not stream.holds:
             # The last subscriber of the partition left: release it (the reader unassigns it).
             del self._streams[sub.tp]
             self._on_change()
+
+    def hold(self, channel: Channel, tp: TP, end: int) -> None:
+        """Read `tp` while held, from `end` (its live end) when nobody reads it yet.
+
+        A partition read only for holders keeps no window (holders never join late): the window,
+        with its memory, comes with the first per-server subscriber."""
+        stream = self._streams.get(tp)
+        if stream is None:
+            stream = PartitionStream(tp, channel, end, deque(maxlen=0))
+            self._streams[tp] = stream
+            self._on_change()
+        stream.holds += 1
+
+    def release(self, tp: TP) -> None:
+        stream = self._streams.get(tp)
+        if stream is None or stream.holds == 0:
+            return
+        stream.holds -= 1
+        if not stream.holds and not stream.subscribers:
+            del self._streams[tp]
+            self._on_change()
+
+    def held(self, tp: TP) -> bool:
+        stream = self._streams.get(tp)
+        return stream is not None and stream.holds > 0
+
+    def set_tap(self, topic: str, tap: Tap | None) -> None:
+        if tap is None:
+            self._taps.pop(topic, None)
+        else:
+            self._taps[topic] = tap
 
     def wanted(self) -> dict[TP, int]:
         """The partitions the reader should hold, each with the offset it should read next."""
@@ -164,19 +210,24 @@ class Hub:
         stream = self._streams.get(tp)
         if stream is None:
             return  # released while the fetch was in flight
+        tap = self._taps.get(tp.topic)
+        fresh: list[Record] = []
         for record in records:
             if record.offset < stream.next_offset:
                 continue  # already seen (a fetch that raced a re-seek)
             stream.next_offset = record.offset + 1
             stream.window.append(record)
+            if tap is not None:
+                fresh.append(record)
             key = record.key
             if key is None or record.value is None:
                 continue
             subs = stream.subscribers.get(key)
-            if not subs:
+            build = stream.channel.build
+            if not subs or build is None:
                 continue
             try:
-                text = stream.channel.build(record.value, stream.rates[key], tp.partition, record.offset)
+                text = build(record.value, stream.rates[key], tp.partition, record.offset)
             except (ValidationError, ValueError, TypeError) as exc:  # orjson's errors are TypeErrors
                 # Ingest only publishes validated payloads; the dead-letter path is the
                 # processors'. A socket skips what it cannot show rather than dying on it.
@@ -189,3 +240,10 @@ class Hub:
                 if record.offset >= sub.start_offset:
                     sub.outbox.push(text, droppable=droppable)
                     self.frames_pushed += 1
+        if tap is not None and fresh:
+            try:
+                tap(tp, fresh)
+            except Exception:
+                # The fleet's bug must not stop the per-server sockets (they got this batch).
+                self.tap_failures += 1
+                log.exception("live tap failed on %s:%d", tp.topic, tp.partition)

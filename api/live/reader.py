@@ -183,6 +183,19 @@ class KafkaReader:
             raise Unavailable(f"cannot read the offsets of {tp.topic}:{tp.partition}: {exc}") from exc
         return int(first[ktp]), int(end[ktp])
 
+    async def end_offsets(self, tps: list[TP]) -> dict[TP, int]:
+        """The end (the next offset to be written) of each partition, in one request."""
+        assert self._replayer is not None
+        ktps = {tp: TopicPartition(tp.topic, tp.partition) for tp in tps}
+        if not ktps:
+            return {}
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                ends = await self._replayer.end_offsets(list(ktps.values()))
+        except (TimeoutError, KafkaError) as exc:
+            raise Unavailable(f"cannot read the end offsets of {len(tps)} partitions: {exc}") from exc
+        return {tp: int(ends[ktp]) for tp, ktp in ktps.items()}
+
     async def replay(self, tp: TP, key: bytes, start: int, stop: int) -> list[Record]:
         """`key`'s messages in [start, stop) of `tp`, read again from Kafka, in order."""
         ktp = TopicPartition(tp.topic, tp.partition)

@@ -1,4 +1,5 @@
-"""The frontend socket routes: `/api/v1/ws/metrics/{server_id}` and `/api/v1/ws/logs/{server_id}`.
+"""The frontend socket routes: `/api/v1/ws/metrics/{server_id}`, `/api/v1/ws/logs/{server_id}`
+and `/api/v1/ws/fleet`.
 
 `server_id` is taken as text so a malformed id gets the protocol's error frame and close code
 (the same "server not found" as a foreign server), not a bare handshake refusal.
@@ -10,6 +11,7 @@ from fastapi import APIRouter, WebSocket
 
 from api.deps import get_resources, get_settings
 
+from .fleet_session import FleetSession
 from .service import LiveService
 from .session import Kind, LiveSession
 
@@ -33,3 +35,11 @@ async def metrics_socket(websocket: WebSocket, server_id: str) -> None:
 @router.websocket("/ws/logs/{server_id}")
 async def logs_socket(websocket: WebSocket, server_id: str) -> None:
     await _serve(websocket, "logs", server_id)
+
+
+@router.websocket("/ws/fleet")
+async def fleet_socket(websocket: WebSocket) -> None:
+    """Every server the user can see: coalesced `fleet_update` frames, status changes, alerts."""
+    resources = get_resources(websocket)
+    service: LiveService = resources.extras[LIVE_KEY]
+    await FleetSession(websocket, service, resources.pool, get_settings(websocket)).run()

@@ -10,13 +10,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections import Counter
+from datetime import timedelta
 from types import TracebackType
 
+from api.db.pool import Pool
 from schemas.topics import partition_for_key
 
-from .channels import Channels
+from . import db
+from .channels import Channel, Channels
 from .errors import Unavailable
+from .fleet import FleetHub, FleetSubscriber
 from .hub import TP, Hub
 from .reader import KafkaReader
 from .settings import LiveSettings
@@ -41,6 +46,14 @@ class LiveService:
         self.closes: Counter[int] = Counter()  # sockets closed by the server, per close code
         self._starter: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        # The fleet sockets: one FleetHub fed by taps on every partition of three topics, held
+        # while at least one fleet socket is open.
+        self.fleet = FleetHub(
+            self.channels, stale_after=timedelta(seconds=settings.fleet_stale_after_seconds)
+        )
+        self._fleet_lock = asyncio.Lock()
+        self._fleet_held: list[TP] = []
+        self._fleet_sweeper: asyncio.Task[None] | None = None
 
     @property
     def hub(self) -> Hub:
@@ -77,6 +90,7 @@ class LiveService:
             starter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await starter
+        self._fleet_release()
         await self.reader.stop()
         self._ready.clear()
 
@@ -92,8 +106,72 @@ class LiveService:
     async def partition_of(self, topic: str, key: bytes) -> TP:
         """The partition holding `key`'s messages, from the topic's real partition count (the
         producers' default partitioner uses the broker's count, not a setting)."""
+        return TP(topic, partition_for_key(key, await self.partition_count(topic)))
+
+    async def partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
             count = await self.reader.partition_count(topic)
             self._partitions[topic] = count
-        return TP(topic, partition_for_key(key, count))
+        return count
+
+    # --- the fleet sockets ---------------------------------------------------------------------
+
+    async def fleet_subscribe(self, sub: FleetSubscriber, pool: Pool, server_ids: list[uuid.UUID]) -> None:
+        """Follow `server_ids` for `sub`: the first fleet socket makes the reader hold every
+        partition of the metrics, alerts and agent-events topics (from their live ends); servers
+        nobody watched yet are seeded from the database."""
+        async with self._fleet_lock:
+            if not self._fleet_held:
+                await self._fleet_hold()
+            new = self.fleet.add(sub, server_ids)
+        self.fleet.seed(await db.fleet_seed(pool, new))
+
+    async def fleet_update(self, sub: FleetSubscriber, pool: Pool, server_ids: list[uuid.UUID]) -> bool:
+        """Follow exactly `server_ids` now; True when the set changed."""
+        current, wanted = set(sub.servers.values()), set(server_ids)
+        if current == wanted:
+            return False
+        self.fleet.drop(sub, current - wanted)
+        self.fleet.seed(await db.fleet_seed(pool, self.fleet.add(sub, sorted(wanted - current))))
+        return True
+
+    def fleet_unsubscribe(self, sub: FleetSubscriber) -> None:
+        self.fleet.drop(sub)
+        if not self.fleet.subscribers and not self._fleet_lock.locked():
+            self._fleet_release()
+
+    async def _fleet_hold(self) -> None:
+        tps: list[tuple[Channel, TP]] = []
+        for channel in self.channels.fleet():
+            count = await self.partition_count(channel.topic)
+            tps += [(channel, TP(channel.topic, p)) for p in range(count)]
+        ends = await self.reader.end_offsets([tp for _, tp in tps if self.hub.span(tp) is None])
+        taps = {
+            self.channels.metrics.topic: self.fleet.on_metrics,
+            self.channels.alerts.topic: self.fleet.on_alerts,
+            self.channels.agent_events.topic: self.fleet.on_agent_events,
+        }
+        for topic, tap in taps.items():
+            self.hub.set_tap(topic, tap)
+        for channel, tp in tps:
+            span = self.hub.span(tp)
+            self.hub.hold(channel, tp, span[1] if span else ends[tp])
+        self._fleet_held = [tp for _, tp in tps]
+        self._fleet_sweeper = asyncio.create_task(self._fleet_sweep(), name="live-fleet-stale")
+
+    def _fleet_release(self) -> None:
+        for tp in self._fleet_held:
+            self.hub.release(tp)
+        if self._fleet_held:
+            for channel in self.channels.fleet():
+                self.hub.set_tap(channel.topic, None)
+        self._fleet_held = []
+        if self._fleet_sweeper is not None:
+            self._fleet_sweeper.cancel()
+            self._fleet_sweeper = None
+
+    async def _fleet_sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.fleet_stale_check_seconds)
+            self.fleet.sweep()

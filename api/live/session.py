@@ -12,10 +12,8 @@ unsubscribes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
@@ -27,9 +25,7 @@ from api.db import users as users_db
 from api.db.errors import DatabaseUnavailable
 from api.db.pool import Pool, connection
 from api.settings import ApiSettings
-from schemas import tokens
 from schemas.frontend_wire import (
-    CLIENT_FRAME,
     AuthFrame,
     AuthRequiredFrame,
     AuthSuccessFrame,
@@ -38,7 +34,6 @@ from schemas.frontend_wire import (
     ErrorFrame,
     HistoryEndFrame,
     HistoryLostFrame,
-    PingFrame,
     PongFrame,
     Position,
     encode,
@@ -52,33 +47,14 @@ from .frames import RateState, history_log_text, history_metrics_text
 from .hub import TP, Record, Subscriber
 from .outbox import Outbox
 from .service import LiveService
+from .socket import Auth, Close, Disconnected, SocketSession, run_first_done
 
 log = logging.getLogger(__name__)
 
 Kind = Literal["metrics", "logs"]
 
 
-class Close(Exception):
-    """End the session: an error frame with `message`, then a close with `code`."""
-
-    def __init__(self, code: CloseCode, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-class _Disconnected(Exception):
-    pass
-
-
-@dataclass(slots=True)
-class _Auth:
-    user_id: uuid.UUID
-    expires_at: datetime
-    frame: AuthFrame
-
-
-class LiveSession:
+class LiveSession(SocketSession):
     def __init__(
         self,
         websocket: WebSocket,
@@ -88,20 +64,14 @@ class LiveSession:
         pool: Pool,
         api_settings: ApiSettings,
     ) -> None:
-        self.ws = websocket
+        super().__init__(websocket, service, pool, api_settings)
         self.kind = kind
         self.raw_server_id = server_id
-        self.service = service
-        self.settings = service.settings
-        self.pool = pool
-        self.api_settings = api_settings
         self.channel: Channel = service.channels.metrics if kind == "metrics" else service.channels.logs
         self._overflow = asyncio.Event()
         limit = self.settings.metrics_queue_frames if kind == "metrics" else self.settings.logs_queue_frames
         self.outbox = Outbox(limit, "coalesce" if kind == "metrics" else "close", self._overflow.set)
         self._subscribers: list[Subscriber] = []
-        self._renewed = asyncio.Event()
-        self._auth: _Auth | None = None
 
     # --- the whole session -------------------------------------------------------------------
 
@@ -115,7 +85,7 @@ class LiveSession:
             await self._close(close.code, close.message)
         except LiveError as exc:
             await self._close(exc.code, str(exc))
-        except (_Disconnected, WebSocketDisconnect):
+        except (Disconnected, WebSocketDisconnect):
             pass
         except Exception:  # the socket's last line: a bug still closes it with a code
             log.exception("live session failed")
@@ -125,57 +95,8 @@ class LiveSession:
                 self.service.hub.unsubscribe(sub)
             self._subscribers.clear()
 
-    async def _close(self, code: CloseCode, message: str) -> None:
-        self.service.closes[int(code)] += 1
-        # A client that stopped reading may never take these frames: bounded by a timeout.
-        # Exception: the peer may already be gone in any of the ways a transport can fail.
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.settings.close_timeout_seconds):
-                await self.ws.send_text(encode(ErrorFrame(message=message, code=int(code))))
-                await self.ws.close(code=int(code), reason=message[:120])
-
-    async def _receive_text(self) -> str:
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
-            raise _Disconnected
-        text: str | None = message.get("text")
-        if text is None:
-            data: bytes | None = message.get("bytes")
-            text = (data or b"").decode("utf-8", errors="replace")
-        if len(text) > self.settings.max_frame_bytes:
-            raise Close(CloseCode.TOO_LARGE, f"frame larger than {self.settings.max_frame_bytes} bytes")
-        return text
-
-    # --- auth ------------------------------------------------------------------------------------
-
-    def _claims(self, token: str) -> tokens.TokenClaims:
-        try:
-            return tokens.decode(
-                self.api_settings.common.jwt_secret.get_secret_value(),
-                token,
-                "access",
-                leeway=self.api_settings.token_leeway_seconds,
-            )
-        except tokens.TokenError as exc:
-            if exc.expired:
-                raise Close(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect") from exc
-            raise Close(CloseCode.INVALID_TOKEN, "invalid token") from exc
-
-    async def _authenticate(self) -> _Auth:
-        try:
-            async with asyncio.timeout(self.settings.auth_timeout_seconds):
-                text = await self._receive_text()
-        except TimeoutError as exc:
-            raise Close(
-                CloseCode.AUTH_TIMEOUT, f"no auth frame within {self.settings.auth_timeout_seconds:g} seconds"
-            ) from exc
-        try:
-            frame = CLIENT_FRAME.validate_json(text)
-        except ValidationError as exc:
-            raise Close(CloseCode.BAD_REQUEST, f"Invalid message format: {_first_error(exc)}") from exc
-        if not isinstance(frame, AuthFrame):
-            raise Close(CloseCode.BAD_REQUEST, 'the first frame must be {"type": "auth", "token": ...}')
-        claims = self._claims(frame.token)
+    async def _authenticate(self) -> Auth:
+        frame, claims = await self._read_auth()
         try:
             server_id = uuid.UUID(self.raw_server_id)
         except ValueError as exc:
@@ -186,7 +107,7 @@ class LiveSession:
         except DatabaseUnavailable as exc:
             raise Close(CloseCode.UNAVAILABLE, "database unavailable, reconnect later") from exc
         self._check_request(frame)
-        auth = _Auth(claims.subject, claims.expires_at, frame)
+        auth = Auth(claims.subject, claims.expires_at, frame)
         self._auth = auth
         return auth
 
@@ -218,14 +139,7 @@ class LiveSession:
 
     # --- history, seam, catch-up -----------------------------------------------------------------
 
-    async def _send(self, text: str) -> None:
-        try:
-            async with asyncio.timeout(self.settings.send_timeout_seconds):
-                await self.ws.send_text(text)
-        except TimeoutError as exc:
-            raise Close(CloseCode.SLOW_CONSUMER, "slow consumer: a send did not complete in time") from exc
-
-    async def _start(self, auth: _Auth) -> None:
+    async def _start(self, auth: Auth) -> None:
         await self.service.wait_ready(self.settings.kafka_timeout_seconds)
         key = server_key(self.server_id)
         tp = await self.service.partition_of(self.channel.topic, key)
@@ -338,10 +252,11 @@ class LiveSession:
         return last
 
     def _build(self, record: Record, tp: TP, rates: RateState) -> str | None:
-        if record.value is None:
+        build = self.channel.build
+        if record.value is None or build is None:
             return None
         try:
-            return self.channel.build(record.value, rates, tp.partition, record.offset)
+            return build(record.value, rates, tp.partition, record.offset)
         except ValidationError:
             log.warning("undecodable %s message at %s:%d", tp.topic, tp.partition, record.offset)
             return None
@@ -349,23 +264,15 @@ class LiveSession:
     # --- live --------------------------------------------------------------------------------------
 
     async def _pump(self) -> None:
-        tasks = [
-            asyncio.create_task(self._sender(), name="live-sender"),
-            asyncio.create_task(self._receiver(), name="live-receiver"),
-            asyncio.create_task(self._expiry(), name="live-expiry"),
-            asyncio.create_task(self._access_watch(), name="live-access"),
-            asyncio.create_task(self._overflow_watch(), name="live-overflow"),
-        ]
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for task in done:
-            exc = task.exception()
-            if exc is not None:
-                raise exc
+        await run_first_done(
+            [
+                asyncio.create_task(self._sender(), name="live-sender"),
+                asyncio.create_task(self._receiver(), name="live-receiver"),
+                asyncio.create_task(self._expiry(), name="live-expiry"),
+                asyncio.create_task(self._access_watch(), name="live-access"),
+                asyncio.create_task(self._overflow_watch(), name="live-overflow"),
+            ]
+        )
 
     async def _sender(self) -> None:
         while True:
@@ -382,59 +289,3 @@ class LiveSession:
 
     def _reply(self, frame: ErrorFrame | PongFrame | AuthRequiredFrame) -> None:
         self.outbox.push(encode(frame), droppable=False)
-
-    async def _receiver(self) -> None:
-        while True:
-            text = await self._receive_text()
-            try:
-                frame = CLIENT_FRAME.validate_json(text)
-            except ValidationError as exc:
-                self._reply(ErrorFrame(message=f"Invalid message format: {_first_error(exc)}"))
-                continue
-            if isinstance(frame, PingFrame):
-                self._reply(PongFrame(id=frame.id))
-            else:
-                self._renew(frame)
-
-    def _renew(self, frame: AuthFrame) -> None:
-        assert self._auth is not None
-        claims = self._claims(frame.token)  # an invalid or expired token ends the session
-        if claims.subject != self._auth.user_id:
-            raise Close(CloseCode.INVALID_TOKEN, "the token belongs to another user")
-        if claims.expires_at > self._auth.expires_at:
-            self._auth.expires_at = claims.expires_at
-            self._renewed.set()
-
-    async def _expiry(self) -> None:
-        assert self._auth is not None
-        loop = asyncio.get_running_loop()
-        while True:
-            expires = self._auth.expires_at
-            ask_at = expires - timedelta(seconds=self.settings.reauth_ahead_seconds)
-            await asyncio.sleep(max(0.0, (ask_at - datetime.now(UTC)).total_seconds()))
-            self._renewed.clear()
-            self._reply(AuthRequiredFrame(expires_at=expires))
-            remaining = (expires - datetime.now(UTC)).total_seconds() + self.api_settings.token_leeway_seconds
-            try:
-                async with asyncio.timeout_at(loop.time() + max(0.0, remaining)):
-                    await self._renewed.wait()
-            except TimeoutError as exc:
-                raise Close(CloseCode.TOKEN_EXPIRED, "token expired: refresh it and reconnect") from exc
-
-    async def _access_watch(self) -> None:
-        """Access checked again on the open socket: a share removed, a server deleted or a user
-        deactivated ends it within `access_recheck_seconds` (a token alone would keep it open
-        until its expiry)."""
-        assert self._auth is not None
-        while True:
-            await asyncio.sleep(self.settings.access_recheck_seconds)
-            try:
-                await self._check_access(self._auth.user_id)
-            except DatabaseUnavailable:
-                log.warning("live: access of a socket not rechecked, database unavailable")
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ()))
-    return f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid"))

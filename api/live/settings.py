@@ -48,4 +48,12 @@ class LiveSettings(BaseSettings):
     # patterns, a JSON list in the environment. Default: loopback and virtual interfaces.
     network_total_exclude: tuple[str, ...] = VIRTUAL_INTERFACES
     poll_timeout_ms: int = Field(default=100, ge=1)
+    # The fleet socket (every server of the user): at most one `fleet_update` per flush period;
+    # alerts and notices wait in a queue of at most `fleet_queue_frames` (past it: 4008).
+    fleet_flush_seconds: float = Field(default=1.0, gt=0)
+    fleet_queue_frames: int = Field(default=1_000, ge=2)
+    # Status on the fleet socket follows the persistence processor's rules: keep this equal to
+    # FLEETPULSE_PROCESSORS_STALE_AFTER_SECONDS (both 60 s by default).
+    fleet_stale_after_seconds: float = Field(default=60.0, gt=0)
+    fleet_stale_check_seconds: float = Field(default=5.0, gt=0)
     max_poll_records: int = Field(default=2_000, ge=1)
