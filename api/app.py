@@ -23,6 +23,7 @@ from . import expiry
 from .commands import CommandBroker
 from .db.errors import DatabaseUnavailable, InvalidData
 from .db.pool import close_pool, open_pool
+from .docs import install_docs
 from .errors import ApiError
 from .kafka import Producer
 from .live.routes import LIVE_KEY
@@ -103,9 +104,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         title="FleetPulse API",
         version="1",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by install_docs with local assets (no CDN)
+        redoc_url=None,
         openapi_url="/openapi.json",
     )
+    install_docs(app)
     app.state.settings = settings
     app.add_middleware(ObserveMiddleware)
 
