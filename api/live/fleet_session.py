@@ -47,7 +47,7 @@ class FleetSession(SocketSession):
         self._overflow = asyncio.Event()
         self.queue = FleetQueue(self.settings.fleet_queue_frames, self._overflow.set)
         self.subscriber = FleetSubscriber(self.queue)
-        self._visible: list[uuid.UUID] = []
+        self._visible: list[uuid.UUID] | None = None  # None until the first access check
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -96,7 +96,7 @@ class FleetSession(SocketSession):
             visible = await fleet_db.visible_server_ids(conn, user_id, self.api_settings.fleet_max_servers)
         if user is None or not user["is_active"]:
             raise Close(CloseCode.INVALID_TOKEN, "user not found or inactive")
-        if self._visible and set(visible) != set(self._visible):
+        if self._visible is not None and set(visible) != set(self._visible):
             # Servers added, shared, removed or unshared: follow the new set, tell the page.
             await self.service.fleet_update(self.subscriber, self.pool, visible)
             self.queue.push(FLEET_CHANGED)
@@ -105,13 +105,16 @@ class FleetSession(SocketSession):
     async def _start(self, auth: Auth) -> None:
         await self.service.wait_ready(self.settings.kafka_timeout_seconds)
         try:
-            await self.service.fleet_subscribe(self.subscriber, self.pool, self._visible)
+            await self.service.fleet_subscribe(self.subscriber, self.pool, self._visible or [])
         except DatabaseUnavailable as exc:
             raise Close(CloseCode.UNAVAILABLE, "database unavailable, reconnect later") from exc
         await self._send(
             encode(
                 AuthSuccessFrame(
-                    server_id=None, channel="fleet", expires_at=auth.expires_at, servers=len(self._visible)
+                    server_id=None,
+                    channel="fleet",
+                    expires_at=auth.expires_at,
+                    servers=len(self._visible or []),
                 )
             )
         )

@@ -233,8 +233,13 @@ async def test_fleet_socket_refusals(
         async with client(fleet_url(api), {"type": "auth", "token": short}) as c:
             await c.until(lambda f: f["type"] == "auth_required", within=20)
             assert await c.closed(within=20) == CloseCode.TOKEN_EXPIRED
-        # A deactivated user's socket closes at the next access check.
+        # A user with no server yet: an empty start, then fleet_changed when one comes; a
+        # deactivated user's socket closes at the next access check.
         async with client(fleet_url(api), {"type": "auth", "token": api.token(user)}) as c:
-            await c.until(lambda f: f["type"] == "fleet_update")
+            ok = await c.next()
+            assert ok["type"] == "auth_success" and ok["servers"] == 0
+            assert (await c.next()) == {"type": "fleet_update", "data": []}
+            await add_server(db, user)
+            await c.until(lambda f: f["type"] == "fleet_changed", within=20)
             await db.execute("UPDATE users SET is_active = false WHERE id = %s", (user,))
             assert await c.closed(within=20) == CloseCode.INVALID_TOKEN
