@@ -124,7 +124,8 @@ class FleetQueue:
 
     def mark(self, key: bytes) -> None:
         self.dirty.add(key)
-        self.changed.set()
+        if not self.changed.is_set():  # called per watcher and change: skip the wake-up work
+            self.changed.set()
 
     def take_dirty(self) -> set[bytes]:
         dirty, self.dirty = self.dirty, set()
