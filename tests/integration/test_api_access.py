@@ -98,6 +98,9 @@ ROUTES: dict[tuple[str, str], tuple[Need, Body]] = {
     ("POST", "/api/v1/notification-channels/{channel_id}/test"): ("private", None),
     ("GET", "/api/v1/audit/servers/{server_id}"): ("owner", None),
     ("GET", "/api/v1/audit/me"): ("none", None),
+    ("GET", "/install.sh"): ("none", None),  # public: the agent's install script and wheels
+    ("GET", "/agent/wheels/"): ("none", None),
+    ("GET", "/agent/wheels/{name}"): ("none", None),
     ("GET", "/health"): ("none", None),
     ("GET", "/ready"): ("none", None),
     ("GET", "/metrics"): ("none", None),
@@ -263,6 +266,9 @@ async def test_unauthenticated_requests_are_refused_everywhere(client) -> None:
         ("POST", "/api/v1/auth/login/json"),
         ("POST", "/api/v1/auth/refresh"),
         ("GET", "/api/v1/api-keys/me"),  # authenticated by X-API-Key instead
+        ("GET", "/install.sh"),
+        ("GET", "/agent/wheels/"),
+        ("GET", "/agent/wheels/{name}"),
         ("GET", "/health"),
         ("GET", "/ready"),
         ("GET", "/metrics"),

@@ -171,13 +171,23 @@ async def test_every_socket_refuses_strangers(common_settings: CommonSettings) -
         assert app_paths == {
             "/api/v1/ws/metrics/{server_id}",
             "/api/v1/ws/logs/{server_id}",
+            "/api/v1/ws/fleet",
             "/api/v1/agents/ws",
         }, "a new socket route: add its access check here"
 
         owner, stranger = await register(http), await register(http)
         server_id = await create_server(http, owner, "private")
         stranger_token = stranger.access
-        for path in sorted(app_paths - {"/api/v1/agents/ws"}):
+        # The fleet socket follows the user's own servers: a stranger's shows none of the owner's.
+        fleet = await connect(f"ws://127.0.0.1:{port}/api/v1/ws/fleet")
+        await fleet.send(orjson.dumps({"type": "auth", "token": stranger_token}).decode())
+        async with asyncio.timeout(20):
+            ok = orjson.loads(await fleet.recv())
+            start = orjson.loads(await fleet.recv())
+        assert ok["type"] == "auth_success" and ok["servers"] == 0, ok
+        assert start == {"type": "fleet_update", "data": []} and str(server_id) not in str(start)
+        await fleet.close()
+        for path in sorted(app_paths - {"/api/v1/agents/ws", "/api/v1/ws/fleet"}):
             ws = await connect(f"ws://127.0.0.1:{port}{path.format(server_id=server_id)}")
             await ws.send(orjson.dumps({"type": "auth", "token": stranger_token}).decode())
             try:
