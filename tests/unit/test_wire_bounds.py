@@ -132,6 +132,9 @@ MEASURE_BAD = [-1e-300, "NaN", "Infinity", "1e309"]
 # GiB: the largest double below 2^33 converts to 2^63 - 2^10 bytes; 2^33 itself would be 2^63.
 GIB_OK = [0, 8, GIB_LIMIT - 2**-20]
 GIB_BAD = [GIB_LIMIT, 1e300, "NaN", "Infinity", -1]
+# Legacy process memory: RSS in MiB, converted to bytes (round(v * 2^20)); 2^40 MiB is 2^60 bytes.
+MIB_OK = [0, 85.4, 2**40]
+MIB_BAD = [2**40 + 1, 1e300, "NaN", "Infinity", -1]
 
 
 NAME_OK, NAME_BAD = ["x" * 256, "😀 ü"], ["x" * 257, "a\x00b"]
@@ -177,6 +180,7 @@ FIELDS: list[tuple[dict[str, Any], str, list[Any], list[Any]]] = [
     (SEED, "top_processes.0.pid", SMALL_OK, SMALL_BAD),
     *[(SEED, f"top_processes.0.{f}", NAME_OK, NAME_BAD) for f in ("name", "user", "status")],
     *[(SEED, f"top_processes.0.{f}", MEASURE_OK, MEASURE_BAD) for f in ("cpu_percent", "memory_percent")],
+    (SEED, "top_processes.0.memory_rss_bytes", COUNT_OK, COUNT_BAD),
     (LEGACY, "data.timestamp", TIME_OK, TIME_BAD),
     (LEGACY, "data.server_id", NAME_OK, NAME_BAD),
     (LEGACY, "data.cpu.usage_percent", [*PERCENT_OK, 12], PERCENT_BAD),
@@ -195,7 +199,8 @@ FIELDS: list[tuple[dict[str, Any], str, list[Any], list[Any]]] = [
     ],
     (LEGACY, "data.processes.0.pid", SMALL_OK, SMALL_BAD),
     *[(LEGACY, f"data.processes.0.{f}", NAME_OK, NAME_BAD) for f in ("name", "user", "status")],
-    *[(LEGACY, f"data.processes.0.{f}", MEASURE_OK, MEASURE_BAD) for f in ("cpu", "memory")],
+    (LEGACY, "data.processes.0.cpu", MEASURE_OK, MEASURE_BAD),
+    (LEGACY, "data.processes.0.memory", MIB_OK, MIB_BAD),
     (LOG, "seq", COUNT_OK, COUNT_BAD),
     (LOG, "message", LINE_OK, LINE_BAD),
     (LOG, "source", NAME_OK, NAME_BAD),
