@@ -13,7 +13,7 @@ export FLEETPULSE_KAFKA_PORT ?= 19092
 export FLEETPULSE_DATABASE_URL ?= postgresql://fleetpulse@127.0.0.1:$(FLEETPULSE_PG_PORT)/fleetpulse
 export FLEETPULSE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(FLEETPULSE_KAFKA_PORT)
 
-.PHONY: help setup services-start services-stop services-status migrate lint test test-unit test-integration run clean
+.PHONY: help setup wheelhouse services-start services-stop services-status migrate lint test test-unit test-integration run clean
 
 help:
 	@echo "make run      set up and start everything, with a small simulated fleet"
@@ -32,6 +32,10 @@ services-stop:
 
 services-status:
 	@$(SERVICES) status
+
+# The agent's wheels the API serves for the one-line install (make run fetches them too).
+wheelhouse: setup
+	@$(PY) -m ops wheelhouse
 
 migrate: services-start
 	@$(PY) -m ops init

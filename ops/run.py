@@ -3,7 +3,8 @@
 A newcomer's first ten minutes. The Makefile sets up and starts the services (PostgreSQL with
 TimescaleDB, Kafka) first; then this module:
 
-1. migrates the database and creates the topics;
+1. migrates the database and creates the topics (and, meanwhile, fetches the agent's wheels for
+   the one-line install: `fleetpulse-ops wheelhouse`, a no-op when they are up to date);
 2. starts the deployables as child processes (the API with ingest in one process when that mode
    is available, else ingest and the API apart; the stream processors) and waits until each
    answers its health check;
@@ -11,7 +12,8 @@ TimescaleDB, Kafka) first; then this module:
    alert rules (again on the next run: the account is signed into, servers are reused);
 4. starts a small simulated fleet (`fleetpulse-agent simulate`) and one real agent reporting this
    machine, and waits until this machine's first sample is stored;
-5. prints the URLs (API docs, sockets), the demo credentials and the command to watch a server.
+5. prints the URLs (API docs, sockets), the demo credentials, the command to watch a server and
+   how to add a real one with the one-line install.
 
 Ctrl-C (or SIGTERM) stops the children in reverse order, then the services, so nothing is left
 running. `FLEETPULSE_RUN_KEEP_SERVICES=1` leaves the services running (they may be shared).
@@ -32,6 +34,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -43,7 +46,8 @@ import psycopg
 from fleetpulse_agent.rest import RestClient, RestError
 from schemas.settings import CommonSettings
 
-from . import migrate, topics
+from . import migrate, topics, wheelhouse
+from .errors import OpsError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -290,9 +294,35 @@ def banner(cfg: RunConfig, demo: Demo, this_machine: str, logs: Path) -> str:
         "",
         "  Watch a server (history first, then live), in another terminal:",
         f"    .venv/bin/fleetpulse watch {this_machine}",
+        "  Sign in once for the other commands (servers, keys, rules, alerts, run):",
+        f"    .venv/bin/fleetpulse login --api {cfg.api_url} --email {DEMO_EMAIL}",
+        "  Add a real server: `fleetpulse keys create <server>` prints its one-line install",
+        f"    (curl -fsSL {cfg.api_url}/install.sh | sudo sh -s -- --key fpk_...)",
         "",
     ]
     return "\n".join(lines)
+
+
+class Wheels(threading.Thread):
+    """`fleetpulse-ops wheelhouse` on a thread: the API serves the folder at /agent/wheels/."""
+
+    def __init__(self, dest: Path) -> None:
+        super().__init__(name="wheelhouse", daemon=True)
+        self.dest = dest
+        self.error: str | None = None
+
+    def run(self) -> None:
+        try:
+            wheelhouse.build(self.dest)
+        except (OpsError, OSError) as exc:
+            self.error = str(exc).splitlines()[0]
+
+    def result(self) -> str:
+        self.join()
+        if self.error is not None:
+            return f"  the agent's wheels could not be built ({self.error}): the one-line install needs them"
+        count = len(list(self.dest.glob("*.whl")))
+        return f"  the agent's wheels for the one-line install: {count} in {self.dest}"
 
 
 def main() -> None:
@@ -310,6 +340,9 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     logs = settings.state_dir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
+    # The agent's wheels for the one-line install, fetched while the rest starts (a no-op when warm).
+    wheels = Wheels(settings.state_dir / "wheelhouse")
+    wheels.start()
     try:
         say("[run] migrating the database and creating the topics")
         applied = migrate.apply(settings.database_url)
@@ -344,6 +377,7 @@ def main() -> None:
                 f"  this machine's first sample stored after {waited_sample:.1f} s "
                 "(agent, ingest, Kafka, processors, database: the pipeline works)"
             )
+        say(wheels.result())
         say(banner(cfg, demo, this_machine, logs))
         say(f"(ready in {time.monotonic() - t0:.0f} s)")
         while True:

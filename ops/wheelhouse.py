@@ -16,8 +16,11 @@ index instead; docs/agent-install.md says so.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -52,34 +55,45 @@ def _pip(args: Iterable[str]) -> None:
 
 
 def build(dest: Path, pythons: Sequence[str] = PYTHONS, arches: Sequence[str] = ARCHES) -> Path:
-    """The wheelhouse in `dest`, built (or found up to date) for these Pythons and CPUs."""
+    """The wheelhouse in `dest`, built (or found up to date) for these Pythons and CPUs.
+
+    Built in a folder of its own and then swapped in, so a server reading `dest` (or a second
+    build: the state folder may be shared) never sees it half-made."""
     want = _stamp(pythons, arches)
     stamp = dest / STAMP
     if stamp.exists() and stamp.read_text() == want:
         return dest
-    dest.mkdir(parents=True, exist_ok=True)
-    for old in dest.glob("*.whl"):
-        old.unlink()
-    _pip(["wheel", "--no-deps", "-w", str(dest), str(AGENT)])
-    for python in pythons:
-        requirements = list(DEPENDENCIES) + (["tomli>=1.1"] if python in ("3.9", "3.10") else [])
-        for arch in arches:
-            platforms = [arg for p in _platforms(arch) for arg in ("--platform", p)]
-            _pip(
-                [
-                    "download",
-                    "--only-binary=:all:",
-                    "--implementation",
-                    "cp",
-                    "--python-version",
-                    python,
-                    *platforms,
-                    "-d",
-                    str(dest),
-                    *requirements,
-                ]
-            )
-    stamp.write_text(want)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        _pip(["wheel", "--no-deps", "-w", str(work), str(AGENT)])
+        for python in pythons:
+            requirements = list(DEPENDENCIES) + (["tomli>=1.1"] if python in ("3.9", "3.10") else [])
+            for arch in arches:
+                platforms = [arg for p in _platforms(arch) for arg in ("--platform", p)]
+                _pip(
+                    [
+                        "download",
+                        "--only-binary=:all:",
+                        "--implementation",
+                        "cp",
+                        "--python-version",
+                        python,
+                        *platforms,
+                        "-d",
+                        str(work),
+                        *requirements,
+                    ]
+                )
+        (work / STAMP).write_text(want)
+        work.chmod(0o755)
+        old = dest.parent / f".{dest.name}-old-{os.getpid()}"
+        if dest.exists():
+            dest.rename(old)
+        work.rename(dest)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return dest
 
 

@@ -5,8 +5,8 @@ environment, writes its configuration and hardened unit, and checks the key; the
 ExecStart then streams to ingest and the sample is stored; the uninstall removes it again.
 
 One test per supported Python: the oldest and the newest in CI, all five with FLEETPULSE_FULL=1.
-The wheelhouse is built once for the versions under test and this machine's CPU (cached in the
-state folder: warm runs do not download)."""
+The wheelhouse is make run's (every supported Python and CPU, cached in the state folder: warm runs
+do not download)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,8 @@ import os
 import platform
 import shlex
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -27,9 +25,10 @@ import pytest
 from ops import wheelhouse
 from schemas.settings import CommonSettings
 from tests.conftest import FULL, IN_CI
-from tests.integration.test_agent_stack import Proc, free_port, metric_times, persisting, service_env
-from tests.support.persist import PersistEnv, new_env, wait_until
+from tests.integration.test_agent_stack import Proc, metric_times, persisting
+from tests.support.persist import wait_until
 from tests.support.pythons import SUPPORTED, find_python
+from tests.support.server import Server, combined_server
 
 VERSIONS = SUPPORTED if FULL else (SUPPORTED[0], SUPPORTED[-1])
 ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}.get(
@@ -51,48 +50,18 @@ def _python(version: str) -> Path:
 def wheels() -> Path:
     if ARCH is None:
         pytest.skip(f"the wheelhouse has no wheels for {platform.machine()}")
-    dest = CommonSettings().state_dir / "wheelhouse-tests"
-    return wheelhouse.build(dest, VERSIONS, (ARCH,))
-
-
-@dataclass
-class Server:
-    proc: Proc
-    url: str
-    env: PersistEnv
+    # The same folder and targets as make run's: one build (cached) serves both.
+    return wheelhouse.build(CommonSettings().state_dir / "wheelhouse")
 
 
 @pytest.fixture
 async def server(
     database_url: str, kafka_bootstrap: str, tmp_path: Path, wheels: Path
 ) -> AsyncIterator[Server]:
-    env = await new_env(database_url, kafka_bootstrap, tmp_path / "state")
-    port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "ops.server"],
-        service_env(
-            env.common,
-            FLEETPULSE_API_HOST="127.0.0.1",
-            FLEETPULSE_API_PORT=str(port),
-            FLEETPULSE_API_AGENT_WHEELHOUSE=str(wheels),
-        ),
-        tmp_path / "server.log",
-    ).start()
-    url = f"http://127.0.0.1:{port}"
-
-    async def healthy() -> bool:
-        assert proc.proc is not None and proc.proc.poll() is None, proc.output()[-3000:]
-        try:
-            async with httpx.AsyncClient() as client:
-                return (await client.get(f"{url}/ready", timeout=2)).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    try:
-        await wait_until(healthy, timeout=90, what="the server to be ready")
-        yield Server(proc, url, env)
-    finally:
-        proc.stop()
+    async with combined_server(
+        database_url, kafka_bootstrap, tmp_path, FLEETPULSE_API_AGENT_WHEELHOUSE=str(wheels)
+    ) as running:
+        yield running
 
 
 def sh(line: str, *, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -69,3 +69,15 @@ def test_secrets_have_no_default_and_settings_exist() -> None:
             assert env[secret].startswith("${") and ":?" in env[secret], f"{name}: {secret} must be required"
         for var in env:
             assert var in known, f"{name} sets {var}, which no settings class reads"
+
+
+def test_the_image_serves_the_agent_install() -> None:
+    dockerfile = (ROOT / "infra" / "Dockerfile").read_text()
+    built = re.search(r"python -m ops wheelhouse --dest (\S+)", dockerfile)
+    served = re.search(r"FLEETPULSE_API_AGENT_WHEELHOUSE=(\S+)", dockerfile)
+    assert built and served and built.group(1) == served.group(1)
+    assert "agent_wheelhouse" in ApiSettings.model_fields
+    # The installer ships inside the api package when it is installed (not editable) in the image.
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    assert all((ROOT / "api" / name).is_file() for name in package_data["api"])
+    assert "agent_install.sh" in package_data["api"]
