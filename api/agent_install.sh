@@ -91,9 +91,12 @@ fi
 [ -n "$KEY" ] || die "--key is required (the API key FleetPulse showed when you created it)"
 case "$KEY" in *[!A-Za-z0-9_-]*) die "--key holds characters an API key never has" ;; esac
 
-# A Python from 3.9 on, with its venv module (Debian and Ubuntu ship it as python3-venv).
+# A Python from 3.9 on, with its venv module (Debian and Ubuntu ship it as python3-venv): the
+# system's first (the agent's user must be able to run it: not one inside a private home).
 if [ -z "$PYTHON" ]; then
-  for candidate in python3.13 python3.12 python3.11 python3.10 python3.9 python3; do
+  for candidate in /usr/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.11 /usr/bin/python3.10 \
+    /usr/bin/python3.9 /usr/bin/python3 /usr/local/bin/python3 python3.13 python3.12 python3.11 \
+    python3.10 python3.9 python3; do
     if command -v "$candidate" >/dev/null 2>&1 \
       && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
       PYTHON=$(command -v "$candidate"); break
@@ -129,6 +132,21 @@ if [ "$MAKE_USER" = 1 ] && [ -z "$ROOT" ] && ! id "$AGENT_USER" >/dev/null 2>&1;
   say "created the system user $AGENT_USER"
 fi
 
+# Run a command as the agent's user (util-linux runuser, else su).
+as_agent() {
+  if command -v runuser >/dev/null 2>&1; then
+    runuser -u "$AGENT_USER" -- "$@"
+  else
+    su -s /bin/sh "$AGENT_USER" -c "$(printf "'%s' " "$@")"
+  fi
+}
+AS_AGENT=""
+if [ -z "$ROOT" ] && id "$AGENT_USER" >/dev/null 2>&1; then
+  AS_AGENT=as_agent
+  as_agent "$PREFIX/bin/python" -c 'import fleetpulse_agent' >/dev/null 2>&1 \
+    || die "the user $AGENT_USER cannot run $PYTHON (is it inside a private home folder?): pass --python with a system Python, e.g. --python /usr/bin/python3"
+fi
+
 # The configuration: kept if there is one (only the key and the URL are replaced), else written.
 mkdir -p "$CONF_DIR" "$STATE"
 umask 077
@@ -162,9 +180,10 @@ if [ -z "$ROOT" ] && id "$AGENT_USER" >/dev/null 2>&1; then
   chown "$AGENT_USER:$AGENT_USER" "$STATE" && chmod 0700 "$STATE"
 fi
 
-# The key, checked against the server now rather than in the service's log later.
+# The key, checked against the server now rather than in the service's log later, as the agent's
+# user (so its right to read the configuration is checked too).
 set +e
-"$PREFIX/bin/fleetpulse-agent" check --config "$CONF"
+$AS_AGENT "$PREFIX/bin/fleetpulse-agent" check --config "$CONF"
 checked=$?
 set -e
 case $checked in
