@@ -96,3 +96,14 @@ def test_a_line_longer_than_the_limit_is_cut_not_held(tmp_path: Path) -> None:
     entries = t.poll()
     assert len(entries) == 1 and len(entries[0].message) == 200
     t.close()
+
+
+def test_a_nul_byte_in_a_line_is_replaced_so_the_line_can_be_stored(tmp_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("")
+    tailer = LogTailer([log], TokenBucket(100, 100), 8192)
+    with log.open("ab") as f:
+        f.write(b"binary\x00junk ERROR here\n")
+    (entry,) = tailer.poll()
+    assert entry.message == "binary\ufffdjunk ERROR here" and entry.level == "ERROR"
+    tailer.close()

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from .wire import Container, Disk, Interface, MetricsFrame, Process, utc_now
+from .wire import NAME, Container, Disk, Interface, MetricsFrame, Process, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class Collector:
     def _disks(self) -> list[Disk]:
         disks = []
         for part in real_filesystems(psutil.disk_partitions(all=False)):
+            if len(part.mountpoint) > NAME:
+                continue  # the server stores mount points of at most 256 characters
             try:
                 usage = psutil.disk_usage(part.mountpoint)
             except OSError:  # unmounted meanwhile, or no permission
@@ -153,10 +155,10 @@ class Collector:
                 with proc.oneshot():
                     info = Process(
                         pid=proc.pid,
-                        name=proc.name(),
+                        name=proc.name()[:NAME],
                         cpu_percent=round(proc.cpu_percent(interval=None), 2),
                         memory_percent=round(proc.memory_percent(), 2),
-                        user=_username(proc),
+                        user=_cut(_username(proc)),
                         status=proc.status(),
                     )
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
@@ -172,6 +174,10 @@ def top_by_cpu_and_memory(rows: list[Process], n: int) -> list[Process]:
     by_memory = sorted(rows, key=lambda p: (p.memory_percent or 0.0, p.cpu_percent or 0.0), reverse=True)[:n]
     chosen = {p.pid for p in by_cpu}
     return by_cpu + [p for p in by_memory if p.pid not in chosen]
+
+
+def _cut(value: Any) -> str | None:
+    return None if value is None else str(value)[:NAME]
 
 
 def _username(proc: psutil.Process) -> str | None:
@@ -223,10 +229,10 @@ class ContainerSource:
             out.append(
                 Container(
                     id=c.short_id if hasattr(c, "short_id") else str(c.id)[:12],
-                    name=c.name,
-                    image=(c.attrs.get("Config") or {}).get("Image") if attrs else None,
+                    name=str(c.name)[:NAME],
+                    image=_cut((attrs.get("Config") or {}).get("Image")),
                     state=c.status,
-                    status=state.get("Status") if isinstance(state, dict) else None,
+                    status=_cut(state.get("Status")) if isinstance(state, dict) else None,
                 )
             )
         return out

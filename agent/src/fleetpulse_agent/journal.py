@@ -64,7 +64,8 @@ def parse_entry(line: bytes, max_line_bytes: int) -> tuple[LogEntry, str | None]
     message = _text(data.get("MESSAGE"))
     if message is None or not message.strip():
         return None
-    message = message.encode()[:max_line_bytes].decode("utf-8", "ignore").rstrip("\r\n")
+    message = message.encode("utf-8", "replace")[:max_line_bytes].decode("utf-8", "ignore").rstrip("\r\n")
+    message = message.replace("\x00", "\ufffd")  # PostgreSQL text cannot hold NUL
     level = PRIORITY_LEVELS.get(str(data.get("PRIORITY", "6")), "INFO")
     when: datetime = utc_now()
     stamp = data.get("__REALTIME_TIMESTAMP")

@@ -101,7 +101,8 @@ class LogTailer:
         now = utc_now()
         out = []
         for raw in lines:
-            text = raw[: self._max_line].decode("utf-8", "replace").rstrip("\r")
+            # NUL cannot be stored (PostgreSQL text): shown as the replacement character instead.
+            text = raw[: self._max_line].decode("utf-8", "replace").rstrip("\r").replace("\x00", "\ufffd")
             if not text.strip():
                 continue
             if not self._bucket.try_take():

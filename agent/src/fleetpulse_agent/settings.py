@@ -90,7 +90,7 @@ class AgentSettings:
     log_poll_seconds: float = _f(1.0, gt=0)
     log_rate_per_second: float = _f(100.0, gt=0)  # lines; the excess is dropped and counted
     log_burst: int = _f(500, ge=1)
-    log_max_line_bytes: int = _f(8192, ge=64)
+    log_max_line_bytes: int = _f(8192, ge=64, le=65536)  # the server's longest line: 64 KiB
 
     # Remote commands: off unless the operator turns them on here, on this server.
     commands_enabled: bool = False

@@ -16,16 +16,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Optional, Union
 
 from .errors import WireError
 
 MAX_SEQ = 2**63 - 1
 MAX_INT = 2**63 - 1  # the database's bigint
+INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1  # its integer: cores, a pid, an exit code
+NAME, STATUS, LINE, OUTPUT = 256, 256, 64 * 1024, 1024 * 1024  # lengths, as the server's
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)  # ingest's default window: not before...
+AHEAD = timedelta(days=1)  # ...and not after the receiving clock plus this
 LOG_LEVELS = frozenset(
     {"DEBUG", "TRACE", "INFO", "NOTICE", "WARN", "WARNING", "ERR", "ERROR"}
     | {"CRIT", "CRITICAL", "FATAL", "ALERT", "EMERG"}
@@ -225,11 +230,16 @@ def _num(lo: float | None = None, hi: float | None = None) -> Check:
     return check
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # PostgreSQL text holds no NUL, UTF-8 no lone surrogate
+
+
 def _str(max_length: int | None = None) -> Check:
     def check(v: Any) -> str | None:
         if not isinstance(v, str):
             return "must be a string"
-        return None if max_length is None or len(v) <= max_length else f"longer than {max_length}"
+        if max_length is not None and len(v) > max_length:
+            return f"longer than {max_length}"
+        return "holds NUL or a lone surrogate" if _UNSTORABLE.search(v) else None
 
     return check
 
@@ -245,7 +255,17 @@ def _time(v: Any) -> str | None:
         parsed = datetime.fromisoformat(v[:-1] + "+00:00" if v.endswith("Z") else v)
     except ValueError:
         return "must be an ISO 8601 time"
-    return None if parsed.tzinfo is not None else "must carry its UTC offset"
+    if parsed.tzinfo is None:
+        return "must carry its UTC offset"
+    try:
+        parsed = parsed.astimezone(timezone.utc)
+    except OverflowError:
+        return "is out of range in UTC"
+    if parsed < EARLIEST:
+        return f"must not be before {EARLIEST.isoformat()}"
+    if parsed > utc_now() + AHEAD:
+        return "is more than a day ahead of this clock"
+    return None
 
 
 def _uuid(v: Any) -> str | None:
@@ -295,21 +315,24 @@ def _list(item: Check, min_length: int = 0, max_length: int | None = None) -> Ch
 def _triple(v: Any) -> str | None:
     if not isinstance(v, list) or len(v) != 3:
         return "must be 3 numbers"
-    bad = [why for why in map(_num(), v) if why]
+    bad = [why for why in map(MEASURE, v) if why]
     return bad[0] if bad else None
 
 
 NONNEG = _int(0)
-_OPT_STR = _str()
+SMALL = _int(0, INT4_MAX)
+MEASURE = _num(0)
+_NAME = _str(NAME)
+_STATUS = _str(STATUS)
 _DISK: Schema = {
-    "path": (True, _str()),
+    "path": (True, _NAME),
     "total": (True, NONNEG),
     "used": (True, NONNEG),
     "free": (True, NONNEG),
     "percent": (True, _num(0, 100)),
 }
 _INTERFACE: Schema = {
-    "interface": (True, _str()),
+    "interface": (True, _NAME),
     "bytes_sent": (True, NONNEG),
     "bytes_recv": (True, NONNEG),
     "packets_sent": (False, NONNEG),
@@ -318,32 +341,32 @@ _INTERFACE: Schema = {
     "errors_out": (False, NONNEG),
 }
 _CONTAINER: Schema = {
-    "id": (True, _str()),
-    "name": (True, _str()),
-    "image": (False, _OPT_STR),
-    "state": (False, _OPT_STR),
-    "status": (False, _OPT_STR),
-    "cpu_percent": (False, _num()),
+    "id": (True, _NAME),
+    "name": (True, _NAME),
+    "image": (False, _NAME),
+    "state": (False, _STATUS),
+    "status": (False, _STATUS),
+    "cpu_percent": (False, MEASURE),
     "memory_bytes": (False, NONNEG),
 }
 _PROCESS: Schema = {
-    "pid": (True, _int()),
-    "name": (True, _str()),
-    "cpu_percent": (False, _num()),
-    "memory_percent": (False, _num()),
-    "user": (False, _OPT_STR),
-    "status": (False, _OPT_STR),
+    "pid": (True, SMALL),
+    "name": (True, _NAME),
+    "cpu_percent": (False, MEASURE),
+    "memory_percent": (False, MEASURE),
+    "user": (False, _NAME),
+    "status": (False, _STATUS),
 }
 _ENTRY: Schema = {
     "level": (True, _one_of(LOG_LEVELS)),
-    "message": (True, _str(64 * 1024)),
+    "message": (True, _str(LINE)),
     "timestamp": (True, _time),
-    "source": (False, _str(256)),
+    "source": (False, _NAME),
 }
 _SEQ = (False, _int(0, MAX_SEQ))
 _SERVER_ID = (False, _uuid)
 AGENT_SCHEMAS: dict[str, Schema] = {
-    "auth": {"api_key": (True, _str(256))},
+    "auth": {"api_key": (True, _str(256))},  # also: no NUL
     "ping": {},
     "metrics": {
         "seq": _SEQ,
@@ -357,7 +380,7 @@ AGENT_SCHEMAS: dict[str, Schema] = {
         "memory_used": (False, NONNEG),
         "load_average": (False, _triple),
         "uptime_seconds": (False, NONNEG),
-        "cpu_cores": (False, NONNEG),
+        "cpu_cores": (False, SMALL),
         "containers": (False, _list(_obj(_CONTAINER), max_length=4096)),
         "top_processes": (False, _list(_obj(_PROCESS), max_length=10_000)),
     },
@@ -365,17 +388,17 @@ AGENT_SCHEMAS: dict[str, Schema] = {
     "command_response": {
         "seq": _SEQ,
         "command_id": (True, _uuid),
-        "output": (False, _str(1024 * 1024)),
-        "exit_code": (True, _int()),
+        "output": (False, _str(OUTPUT)),
+        "exit_code": (True, _int(INT4_MIN, INT4_MAX)),
         "duration_ms": (False, NONNEG),
-        "error": (False, _OPT_STR),
+        "error": (False, _str(LINE)),
     },
     "docker_response": {
         "seq": _SEQ,
         "command_id": (True, _uuid),
         "success": (True, _bool),
-        "message": (False, _str()),
-        "logs": (False, _list(_str())),
+        "message": (False, _str(LINE)),
+        "logs": (False, _list(_str(LINE), max_length=100_000)),
     },
 }
 
