@@ -1,6 +1,6 @@
 """The agent is its own small distribution: its modules import only the standard library and the
 dependencies its pyproject.toml declares, never a server package. (The real proof, its wheel alone
-in a fresh virtual environment of each Python, is tests/integration/test_agent_wheel.py.)"""
+in a fresh virtual environment of each Python, is tests/integration/test_agent_install.py.)"""
 
 from __future__ import annotations
 

@@ -75,6 +75,7 @@ class RestClient:
         form: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         auth: bool = True,
+        timeout: float | None = None,
     ) -> tuple[int, bytes]:
         url = self.base_url + API + path
         if params:
@@ -91,7 +92,7 @@ class RestClient:
             headers["Authorization"] = f"Bearer {self.access_token}"
         request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout, context=self._ssl) as resp:  # noqa: S310
+            with urllib.request.urlopen(request, timeout=timeout or self.timeout, context=self._ssl) as resp:  # noqa: S310
                 return int(resp.status), resp.read()
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.read()
@@ -213,7 +214,10 @@ class RestClient:
         body: dict[str, Any] = {"command": command}
         if timeout_seconds is not None:
             body["timeout_seconds"] = timeout_seconds
-        return await self._call("POST", f"/commands/{server_id}", json_body=body)
+        # The answer comes when the command ends: wait for its timeout (the API's default is 30 s),
+        # plus the round trip through Kafka and the agent.
+        wait = max(self.timeout, (timeout_seconds or 30.0) + 15.0)
+        return await self._call("POST", f"/commands/{server_id}", json_body=body, timeout=wait)
 
 
 def _items(result: Any) -> list[dict[str, Any]]:
