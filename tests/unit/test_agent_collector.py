@@ -41,6 +41,10 @@ def test_a_sample_of_this_machine_is_a_valid_seed_metrics_frame() -> None:
     assert frame.load_average is not None
     assert 0 < len(frame.top_processes) <= 10  # the top 5 by CPU and the top 5 by memory
     assert len({p.pid for p in frame.top_processes}) == len(frame.top_processes)
+    # Every process carries its RSS (a kernel thread's is 0); the largest by memory hold some.
+    assert all(isinstance(p.memory_rss_bytes, int) and p.memory_rss_bytes >= 0 for p in frame.top_processes)
+    assert max(p.memory_rss_bytes or 0 for p in frame.top_processes) > 0
+    assert again.top_processes[0].memory_rss_bytes == frame.top_processes[0].memory_rss_bytes
     assert frame.containers is None  # no Docker source given
 
 

@@ -48,14 +48,16 @@ def test_what_the_agent_encodes_is_what_the_server_decodes() -> None:
         network=[wire.Interface(interface="eth0", bytes_sent=1, bytes_recv=2, packets_sent=3)],
         load_average=(0.5, 0.25, 0.1),
         containers=[wire.Container(id="abc", name="web", state="running")],
-        top_processes=[wire.Process(pid=1, name="init", cpu_percent=0.5, memory_percent=1.5)],
+        top_processes=[
+            wire.Process(pid=1, name="init", cpu_percent=0.5, memory_percent=1.5, memory_rss_bytes=4096)
+        ],
     ).with_seq(7)
     server = AGENT_FRAME.validate_json(frame.to_bytes())
     assert isinstance(server, SeedMetricsFrame)
     assert server.seq == 7 and server.timestamp == T0 and server.load_average == (0.5, 0.25, 0.1)
     assert server.network[0].packets_sent == 3 and server.network[0].errors_in is None
     assert server.containers is not None and server.containers[0].state == "running"
-    assert server.top_processes[0].memory_percent == 1.5
+    assert server.top_processes[0].memory_percent == 1.5 and server.top_processes[0].memory_rss_bytes == 4096
     logs = wire.LogsFrame(entries=[wire.LogEntry("WARN", "slow", T0 + timedelta(seconds=1), "app")]).with_seq(
         8
     )

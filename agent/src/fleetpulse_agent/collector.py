@@ -158,6 +158,7 @@ class Collector:
                         name=proc.name()[:NAME],
                         cpu_percent=round(proc.cpu_percent(interval=None), 2),
                         memory_percent=round(proc.memory_percent(), 2),
+                        memory_rss_bytes=proc.memory_info().rss,
                         user=_cut(_username(proc)),
                         status=proc.status(),
                     )

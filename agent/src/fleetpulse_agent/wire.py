@@ -141,6 +141,7 @@ class Process:
     name: str
     cpu_percent: float | None = None
     memory_percent: float | None = None
+    memory_rss_bytes: int | None = None
     user: str | None = None
     status: str | None = None
 
@@ -354,6 +355,7 @@ _PROCESS: Schema = {
     "name": (True, _NAME),
     "cpu_percent": (False, MEASURE),
     "memory_percent": (False, MEASURE),
+    "memory_rss_bytes": (False, NONNEG),
     "user": (False, _NAME),
     "status": (False, _STATUS),
 }
