@@ -16,15 +16,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
-from . import expiry
+from . import errors, expiry
 from .commands import CommandBroker
-from .db.errors import DatabaseUnavailable, InvalidData
 from .db.pool import close_pool, open_pool
 from .docs import install_docs
-from .errors import ApiError
 from .kafka import Producer
 from .live.routes import LIVE_KEY
 from .live.routes import router as live_router
@@ -112,17 +109,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(ObserveMiddleware)
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(InvalidData)
-    async def invalid_data(request: Request, exc: InvalidData) -> JSONResponse:
-        return JSONResponse({"detail": f"a value cannot be stored: {exc}"}, status_code=422)
-
-    @app.exception_handler(DatabaseUnavailable)
-    async def database_unavailable(request: Request, exc: DatabaseUnavailable) -> JSONResponse:
-        return JSONResponse({"detail": "database unavailable, retry later"}, status_code=503)
+    errors.install(app)  # every error answer, and the last guard (added after: outermost)
 
     for module in (auth, servers, fleet, keys, history, processes, commands, alerts, channels, audit):
         app.include_router(module.router, prefix=API_PREFIX)

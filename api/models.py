@@ -6,25 +6,90 @@ input. Inputs are bounded (lengths, ranges), so bad input is a 422 before any qu
 
 from __future__ import annotations
 
+import math
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
-from schemas.canonical import UtcDatetime
+from schemas.bounds import STORABLE, UtcDatetime, storable_text
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# --- the shared input types: every REST input is one of these, or bounded where declared ---------
+
+# Times a request may carry: aware, and within these years, so no arithmetic on them overflows
+# (`end - 1 hour` at 0001-01-01, `9999-12-31T23:59:59-01:00` in UTC) and each is a 422 that says so.
+API_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+API_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _api_range(value: datetime) -> datetime:
+    if not API_EARLIEST <= value < API_LATEST:
+        raise PydanticCustomError(
+            "time_out_of_range",
+            "time must be from {earliest} to before {latest}",
+            {"earliest": API_EARLIEST.isoformat(), "latest": API_LATEST.isoformat()},
+        )
+    return value
+
+
+ApiTime = Annotated[UtcDatetime, AfterValidator(_api_range)]
+"""A time in a request body or query: with a UTC offset, from 1970 to before 2200."""
+
+METADATA_DEPTH = 8
+METADATA_ITEMS = 1000
+
+
+def _storable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Free-form JSON the database can store as it came: finite numbers, text without NUL or
+    lone surrogates (keys too), bounded nesting and size."""
+    count = 0
+
+    def check(node: Any, depth: int) -> None:
+        nonlocal count
+        count += 1
+        if depth > METADATA_DEPTH or count > METADATA_ITEMS:
+            raise PydanticCustomError(
+                "metadata_too_large",
+                "metadata holds at most {items} values, nested at most {depth} deep",
+                {"items": METADATA_ITEMS, "depth": METADATA_DEPTH},
+            )
+        if isinstance(node, float) and not math.isfinite(node):
+            raise PydanticCustomError("finite_number", "metadata numbers must be finite")
+        if isinstance(node, int) and not isinstance(node, bool) and abs(node) >= 2**63:
+            raise PydanticCustomError("int_too_large", "metadata integers must fit 64 bits")
+        if isinstance(node, str):
+            storable_text(node)
+        elif isinstance(node, dict):
+            for key, item in node.items():
+                storable_text(key)
+                check(item, depth + 1)
+        elif isinstance(node, list):
+            for item in node:
+                check(item, depth + 1)
+
+    check(value, 0)
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_storable_json)]
+"""A server's free-form JSON metadata."""
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), STORABLE]
 Email = Annotated[
-    str, StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    str,
+    StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    STORABLE,
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), STORABLE]
 ShareRole = Literal["viewer", "operator", "owner"]
 ServerStatus = Literal["online", "offline", "stale", "unknown"]
 # A server's tag: a short label without spaces or commas ("prod", "eu-west", "team:db").
 Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s,]+$")
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s,]+$"), STORABLE
 ]
 MAX_TAGS = 32
 
@@ -48,9 +113,13 @@ class UserOut(BaseModel):
 class RegisterIn(_In):
     email: Email
     username: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.@+-]+$")
+        str,
+        StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.@+-]+$"),
+        STORABLE,
     ]
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), STORABLE] | None = (
+        None
+    )
     password: Password
     password_confirm: Password
 
@@ -62,16 +131,16 @@ class RegisterIn(_In):
 
 
 class LoginIn(_In):
-    email: Annotated[str, StringConstraints(max_length=320)]
-    password: Annotated[str, StringConstraints(max_length=256)]
+    email: Annotated[str, StringConstraints(max_length=320), STORABLE]
+    password: Annotated[str, StringConstraints(max_length=256), STORABLE]
 
 
 class RefreshIn(_In):
-    refresh_token: Annotated[str, StringConstraints(max_length=4096)]
+    refresh_token: Annotated[str, StringConstraints(max_length=4096), STORABLE]
 
 
 class PasswordChangeIn(_In):
-    current_password: Annotated[str, StringConstraints(max_length=256)]
+    current_password: Annotated[str, StringConstraints(max_length=256), STORABLE]
     new_password: Password
 
 
@@ -93,9 +162,9 @@ def _unique_tags(tags: list[str] | None) -> list[str] | None:
 
 class ServerIn(_In):
     name: Text
-    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), STORABLE] | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
     tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
 
     @model_validator(mode="after")
@@ -106,9 +175,9 @@ class ServerIn(_In):
 
 class ServerUpdate(_In):
     name: Text | None = None
-    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255)] | None = None
+    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), STORABLE] | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)  # replaces the list; [] clears
 
     @model_validator(mode="after")
@@ -135,13 +204,13 @@ class ServerOut(BaseModel):
 
 class CommandSettingsIn(_In):
     commands_enabled: bool
-    command_allowlist: list[Annotated[str, StringConstraints(min_length=1, max_length=500)]] = Field(
-        default_factory=list, max_length=100
+    command_allowlist: list[Annotated[str, StringConstraints(min_length=1, max_length=500), STORABLE]] = (
+        Field(default_factory=list, max_length=100)
     )
 
 
 class ShareIn(_In):
-    email: Annotated[str, StringConstraints(max_length=320)]
+    email: Annotated[str, StringConstraints(max_length=320), STORABLE]
     role: ShareRole
 
 
@@ -214,9 +283,12 @@ def _http_url(value: str) -> str:
 
 
 ChannelUrl = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=8, max_length=2048), AfterValidator(_http_url)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=8, max_length=2048),
+    STORABLE,
+    AfterValidator(_http_url),
 ]
-ChannelSecret = Annotated[str, StringConstraints(min_length=1, max_length=512)]
+ChannelSecret = Annotated[str, StringConstraints(min_length=1, max_length=512), STORABLE]
 ChannelKind = Literal["webhook", "slack"]
 
 
@@ -272,8 +344,8 @@ class ChannelTestOut(BaseModel):
 
 class ApiKeyIn(_In):
     server_id: uuid.UUID
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
-    expires_at: UtcDatetime | None = None
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), STORABLE] | None = None
+    expires_at: ApiTime | None = None
 
 
 class ApiKeyOut(BaseModel):
@@ -303,7 +375,7 @@ class ApiKeyMe(BaseModel):
 
 
 class CommandIn(_In):
-    command: Annotated[str, StringConstraints(min_length=1, max_length=65536)]
+    command: Annotated[str, StringConstraints(min_length=1, max_length=65536), STORABLE]
     timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
 
 

@@ -69,7 +69,8 @@ def gib_to_bytes(value: float) -> int:
 _NUL: Final = re.compile("[\x00\ud800-\udfff]")
 
 
-def _storable(value: str) -> str:
+def storable_text(value: str) -> str:
+    """`value`, if PostgreSQL text and UTF-8 can hold it (no NUL, no lone surrogate)."""
     if _NUL.search(value) is not None:
         raise PydanticCustomError(
             "text_not_storable",
@@ -85,7 +86,7 @@ class _Storable:
     def __get_pydantic_core_schema__(
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return core_schema.no_info_after_validator_function(_storable, handler(source))
+        return core_schema.no_info_after_validator_function(storable_text, handler(source))
 
 
 STORABLE: Final = _Storable()

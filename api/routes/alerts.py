@@ -29,7 +29,6 @@ from schemas.alerts import (
     rule_from_threshold,
     threshold_from_rule,
 )
-from schemas.canonical import UtcDatetime
 
 from ..db import alerts as alerts_db
 from ..db import backtest as backtest_db
@@ -37,6 +36,7 @@ from ..db import servers as servers_db
 from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import NotFound, Unprocessable
+from ..models import ApiTime
 from ..state import Resources
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -91,8 +91,8 @@ class AlertOut(BaseModel):
 class BacktestIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    start: UtcDatetime
-    end: UtcDatetime
+    start: ApiTime
+    end: ApiTime
     rule: RuleIn | None = None  # an unsaved rule; omitted on /rules/{id}/backtest
 
 
@@ -271,11 +271,9 @@ async def list_alerts(
     server_id: Annotated[uuid.UUID | None, Query()] = None,
     state: Annotated[Literal["firing", "resolved"] | None, Query()] = None,
     severity: Annotated[Severity | None, Query()] = None,
-    start: Annotated[UtcDatetime | None, Query(description="episodes that started at or after")] = None,
-    end: Annotated[UtcDatetime | None, Query(description="episodes that started before")] = None,
-    before: Annotated[
-        UtcDatetime | None, Query(description="cursor: started_at of the last row seen")
-    ] = None,
+    start: Annotated[ApiTime | None, Query(description="episodes that started at or after")] = None,
+    end: Annotated[ApiTime | None, Query(description="episodes that started before")] = None,
+    before: Annotated[ApiTime | None, Query(description="cursor: started_at of the last row seen")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[AlertOut]:
     """Alert episodes on the servers the caller may see, newest first."""

@@ -26,6 +26,7 @@ from ..errors import BadGateway, Forbidden, NotFound, Unavailable, Unprocessable
 from ..live.routes import LIVE_KEY
 from ..live.service import LiveService
 from ..models import (
+    ApiTime,
     CommandHistoryOut,
     CommandIn,
     CommandOut,
@@ -166,7 +167,7 @@ async def history(
     server_id: uuid.UUID,
     user: UserDep,
     resources: ResourcesDep,
-    before: Annotated[datetime | None, Query(description="cursor: requested_at of the last row seen")] = None,
+    before: Annotated[ApiTime | None, Query(description="cursor: requested_at of the last row seen")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[CommandHistoryOut]:
     """Commands sent to the server, newest first: who sent what, when, and the result."""

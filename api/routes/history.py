@@ -16,12 +16,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from schemas.canonical import LogLevel, UtcDatetime
+from schemas.bounds import STORABLE
+from schemas.canonical import LogLevel
 
 from ..db import history as history_db
 from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
 from ..errors import Unprocessable
+from ..models import ApiTime
 from ..settings import ApiSettings
 
 router = APIRouter(tags=["history"])
@@ -152,8 +154,8 @@ async def latest(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> LatestOu
     return LatestOut(**dict(row), disks=[dict(d) for d in disks], interfaces=[dict(i) for i in interfaces])
 
 
-Start = Annotated[UtcDatetime | None, Query(description="inclusive; default: end minus one hour")]
-End = Annotated[UtcDatetime | None, Query(description="exclusive; default: now")]
+Start = Annotated[ApiTime | None, Query(description="inclusive; default: end minus one hour")]
+End = Annotated[ApiTime | None, Query(description="exclusive; default: now")]
 
 
 @router.get("/metrics/{server_id}/history")
@@ -194,7 +196,7 @@ async def disk_history(
     user: UserDep,
     pool: PoolDep,
     settings: SettingsDep,
-    mount: Annotated[str, Query(min_length=1, max_length=500)],
+    mount: Annotated[str, Query(min_length=1, max_length=500), STORABLE],
     metric: DiskMetric = "percent",
     start: Start = None,
     end: End = None,
@@ -228,7 +230,7 @@ async def interface_history(
     user: UserDep,
     pool: PoolDep,
     settings: SettingsDep,
-    interface: Annotated[str, Query(min_length=1, max_length=200)],
+    interface: Annotated[str, Query(min_length=1, max_length=200), STORABLE],
     start: Start = None,
     end: End = None,
     resolution: Resolution = "auto",
@@ -294,13 +296,13 @@ async def logs(
     user: UserDep,
     pool: PoolDep,
     settings: SettingsDep,
-    start: Annotated[UtcDatetime | None, Query(description="inclusive; default: end minus one day")] = None,
+    start: Annotated[ApiTime | None, Query(description="inclusive; default: end minus one day")] = None,
     end: End = None,
     level: Annotated[list[LogLevel] | None, Query()] = None,
-    source: Annotated[str | None, Query(max_length=500)] = None,
-    q: Annotated[str | None, Query(max_length=500, description="text the message contains")] = None,
+    source: Annotated[str | None, Query(max_length=500), STORABLE] = None,
+    q: Annotated[str | None, Query(max_length=500, description="text the message contains"), STORABLE] = None,
     limit: Annotated[int, Query(ge=1)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
 ) -> LogPage:
     """Log entries newest first, filtered by time range, level, source and text, paged by cursor."""
     await require_role(pool, user, server_id, "viewer")

@@ -1,12 +1,18 @@
 """Property-based: any input to any operation of the OpenAPI document gets an answer below 500.
 
 Requests are drawn from the document itself (every operation, its path and query parameters and
-its JSON body schema), mixed with wrong types, out-of-range numbers and odd strings, and sent with
-a valid token of a user who owns real resources, so the draws reach the routes' code and not only
-their validation. A new route is fuzzed without any change here."""
+its JSON body schema), mixed with wrong types, out-of-range numbers and odd strings (times at the
+edges of the calendar with offsets, NaN, infinities and `1e309`, integers past 2^63, NUL and lone
+surrogates), and sent with a valid token of a user who owns real resources, so the draws reach the
+routes' code and not only their validation. A second test walks every operation with each of
+those values in each of its parameters and body fields, one at a time, on one kept-alive
+connection, and lists every answer of 500 or more (and every connection the server dropped). A
+new route is fuzzed and walked without any change here."""
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import socket
 import subprocess
@@ -14,12 +20,14 @@ import sys
 import time
 import urllib.parse
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 from schemas.settings import CommonSettings
@@ -27,16 +35,79 @@ from tests.conftest import FULL, IN_CI
 
 EXAMPLES = 400 if FULL else (120 if IN_CI else 200)
 
+# Times at the edges of the calendar (with offsets that overflow once in UTC), and past the edges.
+EDGE_TIMES = [
+    "0001-01-01T00:00:00Z",
+    "0001-01-01T00:00:00+01:00",
+    "0001-01-01",
+    "9999-12-31T23:59:59Z",
+    "9999-12-31T23:59:59-01:00",
+    "9999-12-31T23:59:59.999999-14:00",
+    "9999-12-31",
+    "1970-01-01T00:00:00Z",
+]
+# JSON literals a float field may get: non-finite ones (`1e309` parses as infinity), the extremes,
+# a subnormal, and integers no 64-bit column holds.
+EDGE_NUMBERS = [
+    "NaN",
+    "Infinity",
+    "-Infinity",
+    "1e309",
+    "-1e309",
+    "1.7976931348623157e308",
+    "-1.7976931348623157e308",
+    "5e-324",
+    "9223372036854775808",
+    "18446744073709551616",
+    "-9223372036854775809",
+]
+# JSON string literals (escaped, as a client sends them): lone surrogates, NUL.
+EDGE_STRINGS = ['"\\ud800"', '"x\\udfff"', '"a\\u0000b"']
+
+
+class Literal:
+    """A JSON literal put into a body as is (NaN, 1e309, an escaped lone surrogate)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def encode(body: Any) -> bytes:
+    """JSON text with every `Literal` spelled as given (json.dumps refuses or rewrites them)."""
+    literals: dict[str, str] = {}
+
+    def mark(value: Any) -> Any:
+        if isinstance(value, Literal):
+            key = f"@@literal-{len(literals)}@@"
+            literals[json.dumps(key)] = value.text
+            return key
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        return value
+
+    text = json.dumps(mark(body), allow_nan=True)
+    for key, literal in literals.items():
+        text = text.replace(key, literal)
+    return text.encode()
+
+
+EDGE_LITERALS = st.sampled_from([*EDGE_NUMBERS, *EDGE_STRINGS]).map(Literal)
 ODD_STRINGS = st.sampled_from(
-    ["", " ", "0", "-1", "null", "%", "_", "\\", "'; DROP TABLE users; --", "\x00", "../../etc"]
+    ["", " ", "0", "-1", "null", "%", "_", "\\", "'; DROP TABLE users; --", "\x00", "../../etc", *EDGE_TIMES]
 ) | st.integers(min_value=200, max_value=5000).map(lambda n: "é" * n)  # long ones, made (a literal would
 # make the strategy's repr huge, and Hypothesis warns about that)
 ANY_JSON = st.recursive(
     st.none()
     | st.booleans()
     | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+    | EDGE_LITERALS,
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=6,
 )
@@ -71,15 +142,19 @@ def from_schema(
         if fmt == "uuid":
             fitting = st.sampled_from(ids) | st.uuids().map(str)
         elif fmt == "date-time":
-            fitting = st.datetimes(timezones=st.just(__import__("datetime").UTC)).map(lambda d: d.isoformat())
+            fitting = st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat()) | st.sampled_from(
+                EDGE_TIMES
+            )
         else:
             # Just past the limit when it is small; long strings come from ODD_STRINGS (drawing
             # them character by character would exhaust Hypothesis's budget per example).
             fitting = st.text(max_size=min(int(schema.get("maxLength", 40)) + 2, 60))
     elif kind == "integer":
-        fitting = st.integers(min_value=-(2**40), max_value=2**40)
+        fitting = st.integers(min_value=-(2**40), max_value=2**40) | st.sampled_from(
+            [2**31, 2**53 + 1, 2**63, 2**64, -(2**63) - 1]
+        )
     elif kind == "number":
-        fitting = st.floats(allow_nan=False, allow_infinity=False, width=64) | st.integers()
+        fitting = st.floats(width=64) | st.integers() | EDGE_LITERALS
     elif kind == "boolean":
         fitting = st.booleans()
     elif kind == "null":
@@ -196,19 +271,208 @@ def test_no_input_gets_a_server_error(
             if isinstance(value, (dict, list)) and not all(isinstance(v, (str, int, float)) for v in value):
                 value = str(value)
             query[parameter["name"]] = value if not isinstance(value, dict) else str(value)
-    kwargs: dict[str, Any] = {"params": {k: v for k, v in query.items() if v is not None}}
+    kwargs: dict[str, Any] = {
+        "params": {k: repr(v) if isinstance(v, Literal) else v for k, v in query.items()}
+    }
+    kwargs["params"] = {k: v for k, v in kwargs["params"].items() if v is not None}
     content = operation.get("requestBody", {}).get("content", {})
     if "application/json" in content:
-        kwargs["json"] = data.draw(from_schema(doc, content["application/json"]["schema"], ids), label="body")
+        body = data.draw(from_schema(doc, content["application/json"]["schema"], ids), label="body")
+        kwargs["content"] = encode(body)
+        kwargs["headers"] = {"Content-Type": "application/json"}
     elif "application/x-www-form-urlencoded" in content:
         kwargs["data"] = {
             "username": data.draw(st.text(max_size=30)),
             "password": data.draw(st.text(max_size=30)),
         }
-    headers = owner if data.draw(st.booleans(), label="authenticated") else {}
+    headers = {
+        **kwargs.pop("headers", {}),
+        **(owner if data.draw(st.booleans(), label="authenticated") else {}),
+    }
     try:
         response = client.request(method, url, headers=headers, **kwargs)
-    except Exception as exc:
-        print("DEBUGEXC", method, url, kwargs, repr(exc))
-        raise
+    except httpx.InvalidURL:
+        reject()  # the client refuses to send it (a query over 64 KiB): nothing reached the server
     assert response.status_code < 500, f"{method} {url} {kwargs}: {response.status_code} {response.text}"
+
+
+# --- the walk: every operation, each edge value in each parameter and body field, one at a time ---
+
+
+def _valid(doc: dict[str, Any], schema: dict[str, Any], ids: list[str], name: str = "") -> Any:
+    """A value that fits `schema` (what a body holds around the one field being walked)."""
+    schema = _resolve(doc, schema)
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            options = [o for o in schema[key] if _resolve(doc, o).get("type") != "null"]
+            return _valid(doc, options[0], ids, name) if options else None
+    if "allOf" in schema:
+        return _valid(doc, schema["allOf"][0], ids, name)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if kind == "string":
+        fmt = schema.get("format")
+        if fmt == "uuid":
+            return ids[0]
+        if fmt == "date-time":
+            return datetime.now(UTC).isoformat()
+        if "email" in name:
+            return "someone@example.com"
+        return "x" * max(int(schema.get("minLength", 1)), 12 if "password" in name else 1)
+    if kind in ("integer", "number"):
+        return max(schema.get("minimum", 1), schema.get("exclusiveMinimum", 0) + 1, 1)
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties", {})
+        return {
+            key: _valid(doc, value, ids, key)
+            for key, value in props.items()
+            if key in schema.get("required", [])
+        }
+    return None
+
+
+def _fields(
+    doc: dict[str, Any], schema: dict[str, Any], path: tuple[str, ...] = ()
+) -> Iterator[tuple[str, ...]]:
+    """The paths of a body's properties, nested objects included (a backtest's `rule`)."""
+    schema = _resolve(doc, schema)
+    for key in ("anyOf", "oneOf"):
+        for option in schema.get(key, []):
+            yield from _fields(doc, option, path)
+    for name, prop in schema.get("properties", {}).items():
+        yield (*path, name)
+        if len(path) < 2:
+            yield from _fields(doc, prop, (*path, name))
+
+
+def _object_at(doc: dict[str, Any], schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    schema = _resolve(doc, schema)
+    for part in path:
+        props: dict[str, Any] = {}
+        for option in [schema, *schema.get("anyOf", []), *schema.get("oneOf", [])]:
+            props.update(_resolve(doc, option).get("properties", {}))
+        schema = _resolve(doc, props[part])
+        options = [o for o in schema.get("anyOf", []) if _resolve(doc, o).get("type") != "null"]
+        if options:
+            schema = _resolve(doc, options[0])
+    return schema
+
+
+EDGE_QUERY = [*EDGE_TIMES, "NaN", "inf", "-inf", "1e309", "9223372036854775808", "18446744073709551616"]
+EDGE_PATH = ["%00", "%ED%A0%80", "NaN", "1e309", "0001-01-01T00:00:00+01:00", "x" * 600]
+SKIPPED_PATHS = ("/ready",)
+
+
+def _request(query: dict[str, Any], body: Any, has_body: bool) -> dict[str, Any]:
+    return {"params": query, "content": encode(body)} if has_body else {"params": query}
+
+
+def walk(doc: dict[str, Any], ids: list[str]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(method, label, url, request kwargs) for every edge value in every place of every operation."""
+    for method, path, operation in operations(doc):
+        if path in SKIPPED_PATHS:
+            continue
+        params = operation.get("parameters", [])
+        base_url = path
+        base_query: dict[str, Any] = {}
+        for p in params:
+            if p["in"] == "path":
+                value = _valid(doc, p.get("schema", {}), ids, p["name"])
+                base_url = base_url.replace("{" + p["name"] + "}", str(value))
+            elif p["in"] == "query" and p.get("required"):
+                base_query[p["name"]] = _valid(doc, p.get("schema", {}), ids, p["name"])
+        content = operation.get("requestBody", {}).get("content", {})
+        body_schema = content.get("application/json", {}).get("schema")
+        base_body = _valid(doc, body_schema, ids) if body_schema else None
+
+        has_body = body_schema is not None
+
+        for p in params:
+            if p["in"] == "path":
+                for value in EDGE_PATH:
+                    url = path
+                    for other in params:
+                        if other["in"] == "path":
+                            chosen = (
+                                value
+                                if other is p
+                                else _valid(doc, other.get("schema", {}), ids, other["name"])
+                            )
+                            url = url.replace("{" + other["name"] + "}", str(chosen))
+                    yield (
+                        method,
+                        f"{method} {path} path {p['name']}={value[:30]}",
+                        url,
+                        _request(base_query, base_body, has_body),
+                    )
+            elif p["in"] == "query":
+                for value in EDGE_QUERY:
+                    query = {**base_query, p["name"]: value}
+                    yield (
+                        method,
+                        f"{method} {path} query {p['name']}={value}",
+                        base_url,
+                        _request(query, base_body, has_body),
+                    )
+        if body_schema is None:
+            continue
+        for field in _fields(doc, body_schema):
+            schema = _object_at(doc, body_schema, field)
+            kinds = {schema.get("type"), schema.get("format")} | {
+                _resolve(doc, o).get("format") or _resolve(doc, o).get("type")
+                for o in schema.get("anyOf", [])
+            }
+            values: list[Any] = [Literal("NaN"), Literal('"\\ud800"')]
+            if "date-time" in kinds:
+                values += [Literal(json.dumps(t)) for t in EDGE_TIMES]
+            if kinds & {"number", "integer"}:
+                values += [Literal(n) for n in EDGE_NUMBERS]
+            if "string" in kinds:
+                values += [Literal(t) for t in EDGE_STRINGS]
+            if "object" in kinds and not schema.get("properties"):
+                # Free-form JSON (a server's metadata): the edge values inside it, keys too.
+                values += [{"k": Literal(v)} for v in ["NaN", "1e309", "18446744073709551616", *EDGE_STRINGS]]
+                values += [{json.loads(t): 1} for t in EDGE_STRINGS]
+            for value in values:
+                body = copy.deepcopy(base_body)
+                node: Any = body
+                for part in field[:-1]:
+                    if not isinstance(node.get(part), dict):
+                        node[part] = _valid(
+                            doc, _object_at(doc, body_schema, field[: field.index(part) + 1]), ids
+                        )
+                    node = node[part]
+                node[field[-1]] = value
+                label = f"{method} {path} body {'.'.join(field)}={value!r}"
+                yield method, label, base_url, _request(base_query, body, has_body)
+
+
+def test_every_operation_refuses_edge_values_without_a_server_error(
+    world: tuple[dict[str, Any], httpx.Client, dict[str, str], list[str]],
+) -> None:
+    """Each value alone, so one finding does not hide the next; all findings listed at once."""
+    doc, client, owner, ids = world
+    failures: list[str] = []
+    sent = 0
+    for method, label, url, kwargs in walk(doc, ids):
+        headers = {**owner, "Content-Type": "application/json"}
+        sent += 1
+        try:
+            response = client.request(method, url, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            # The server dropped the kept-alive connection (after the previous answer): a failure
+            # of its own; the request is sent again on a new connection for its own answer.
+            failures.append(f"{label}: the kept-alive connection was dropped ({type(exc).__name__})")
+            response = client.request(method, url, headers=headers, **kwargs)
+        if response.status_code >= 500:
+            failures.append(f"{label}: {response.status_code} {response.text[:120]}")
+    print(f"{sent} requests walked, {len(failures)} server errors")
+    assert sent > 500, "the walk found too few places: is the OpenAPI document complete?"
+    assert failures == [], "\n".join(failures)
