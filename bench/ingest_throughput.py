@@ -2,7 +2,7 @@
 produces (acked only after Kafka confirmed), for 1..N connected agents, as a ratio of the raw
 aiokafka produce rate measured in the same run (same broker, same producer settings).
 
-    .venv/bin/python -m bench.ingest_throughput --frames 20000 --agents 1 10 50
+    .venv/bin/python -m bench.ingest_throughput --frames 20000 --agents 1 10 50 [--runs 3] [--json PATH]
 
 Needs the local Kafka and PostgreSQL (`infra/services.sh start`). It works in a database and a
 topic namespace of its own and drops the database at the end. The ingest process runs as a
@@ -28,6 +28,7 @@ import psycopg
 from aiokafka import AIOKafkaProducer
 from websockets.asyncio.client import ClientConnection, connect
 
+from bench.result import StageResult, print_table, service_versions
 from ops import migrate
 from ops.topics import ensure_topics
 from schemas import apikeys, topics
@@ -151,6 +152,8 @@ async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--frames", type=int, default=20_000, help="frames per measurement (all agents)")
     parser.add_argument("--agents", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians)")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (bench/README.md)")
     args = parser.parse_args()
 
     prefix = f"bench-{uuid.uuid4().hex[:8]}."
@@ -191,18 +194,43 @@ async def main() -> None:
                 raise RuntimeError("ingest did not start")
         url = f"ws://127.0.0.1:{port}/api/v1/agents/ws"
         metrics_topic = topics.METRICS.name(prefix)
-        raw = await raw_baseline(metrics_topic, args.frames)
-        print(f"raw aiokafka produce (acks=all, idempotent): {raw:,.0f} records/s")
-        for count in args.agents:
-            cpu_before = cpu_seconds(proc.pid)
-            rate = await run_agents(url, keys[:count], args.frames)
-            cpu = (cpu_seconds(proc.pid) - cpu_before) / args.frames * 1e6
-            print(
-                f"ingest, {count:>3} agents: {rate:,.0f} acked frames/s  = {rate / raw:.2f} x raw;"
-                f" ingest CPU {cpu:,.0f} us/frame (= {1e6 / cpu:,.0f} frames/s per core)"
+        result = StageResult(
+            "ingest_throughput",
+            {"frames": args.frames, "agents": args.agents, "runs": args.runs, "window": WINDOW},
+        )
+        raw = result.figure("raw_produce", "records/s", "raw aiokafka produce (acks=all, idempotent)")
+        rates = {
+            n: result.figure(
+                f"ingest_{n}_agents",
+                "frames/s",
+                f"ingest, {n} agents, acked",
+                limit="raw_produce",
+                goal_ratio=0.5,
             )
-        raw_after = await raw_baseline(metrics_topic, args.frames)
-        print(f"raw aiokafka produce, again:               {raw_after:,.0f} records/s")
+            for n in args.agents
+        }
+        cpus = {
+            n: result.figure(
+                f"ingest_cpu_{n}_agents", "us/frame", f"ingest CPU, {n} agents", higher_is_better=False
+            )
+            for n in args.agents
+        }
+        for run in range(args.runs):
+            # The limit before and after the ingest measurements of the run, their mean the run's limit.
+            before = await raw_baseline(metrics_topic, args.frames)
+            for count in args.agents:
+                cpu_before = cpu_seconds(proc.pid)
+                rates[count].runs.append(await run_agents(url, keys[:count], args.frames))
+                cpus[count].runs.append((cpu_seconds(proc.pid) - cpu_before) / args.frames * 1e6)
+            after = await raw_baseline(metrics_topic, args.frames)
+            raw.runs.append((before + after) / 2)
+            print(
+                f"run {run + 1}: raw {before:,.0f} / {after:,.0f} records/s; "
+                + ", ".join(f"{n} agents {rates[n].runs[-1]:,.0f} frames/s" for n in args.agents)
+            )
+        print_table(result)
+        if args.json:
+            result.write(args.json, versions=await service_versions(dsn))
     finally:
         if proc is not None:
             proc.terminate()

@@ -1,7 +1,7 @@
 """Rows per second the persistence path sustains, next to a raw binary COPY of the same rows into
 the same tables, measured in the same run on a fresh database.
 
-    .venv/bin/python -m bench.persist_throughput [--servers 200] [--samples 150]
+    .venv/bin/python -m bench.persist_throughput [--servers 200] [--samples 150] [--runs 3] [--json PATH]
 
 Three measurements, each on empty tables:
   raw COPY   binary COPY of the metric, disk and interface rows straight into their hypertables
@@ -10,6 +10,9 @@ Three measurements, each on empty tables:
              the natural keys, rollup recomputation, offsets row), no Kafka;
   full path  the same samples produced to Kafka and persisted by a PersistenceService (fetch,
              decode, write, offset commit), timed from its start to the last row.
+
+Each run takes the three in turn on empty tables; figures are medians of `--runs` runs, ratios
+medians of the per-run ratios (bench/README.md describes the JSON that `--json` writes).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from tempfile import TemporaryDirectory
 import psycopg
 from aiokafka import AIOKafkaProducer
 
+from bench.result import StageResult, print_table, service_versions
 from ops import migrate
 from ops.topics import ensure_topics
 from schemas import topics
@@ -133,7 +137,8 @@ async def write_path(dsn: str, samples: list[MetricSample], batch: int) -> float
         return time.perf_counter() - began
 
 
-async def full_path(common: CommonSettings, samples: list[MetricSample], batch: int) -> float:
+async def produce(common: CommonSettings, samples: list[MetricSample]) -> None:
+    """The samples into the metrics topic, once (each run's full path reads them in a new group)."""
     producer = AIOKafkaProducer(bootstrap_servers=common.kafka_bootstrap, acks="all", linger_ms=20)
     await producer.start()
     try:
@@ -144,6 +149,9 @@ async def full_path(common: CommonSettings, samples: list[MetricSample], batch: 
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
+
+
+async def full_path(common: CommonSettings, samples: list[MetricSample], batch: int) -> float:
     settings = ProcessorSettings(
         common=common, app_id=f"bench-{uuid.uuid4().hex[:6]}", batch_max_records=batch
     )
@@ -172,6 +180,8 @@ async def main() -> None:
     parser.add_argument("--servers", type=int, default=200)
     parser.add_argument("--samples", type=int, default=150, help="samples per server")
     parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians)")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (bench/README.md)")
     parser.add_argument("--admin-dsn", default="postgresql://fleetpulse@127.0.0.1:15432/postgres")
     parser.add_argument("--kafka", default="127.0.0.1:19092")
     args = parser.parse_args()
@@ -186,10 +196,16 @@ async def main() -> None:
         await ensure_topics(args.kafka, prefix, 4)
         samples = make_samples(args.servers, args.samples)
         rows = rows_of(samples)
-        copy_s = await raw_copy(dsn, samples)
-        await truncate(dsn)
-        write_s = await write_path(dsn, samples, args.batch)
-        await truncate(dsn)
+        result = StageResult(
+            "persist_throughput",
+            {"servers": args.servers, "samples": args.samples, "batch": args.batch, "runs": args.runs,
+             "rows": rows, "rows_per_sample": 5},
+        )  # fmt: skip
+        raw = result.figure("raw_copy", "rows/s", "raw binary COPY")
+        write = result.figure("write_path", "rows/s", "write path (no Kafka)", limit="raw_copy")
+        full = result.figure(
+            "full_path", "rows/s", "full path (Kafka -> DB)", limit="raw_copy", goal=100_000, goal_ratio=0.7
+        )
         with TemporaryDirectory() as state:
             common = CommonSettings(
                 env=Environment.TEST,
@@ -199,17 +215,23 @@ async def main() -> None:
                 topic_prefix=prefix,
                 topic_partitions=4,
             )
-            full_s = await full_path(common, samples, args.batch)
-        print(f"{len(samples)} samples = {rows} rows (metrics + 2 disks + 2 interfaces per sample)")
-        for label, seconds in (
-            ("raw binary COPY", copy_s),
-            ("write path (no Kafka)", write_s),
-            ("full path (Kafka -> DB)", full_s),
-        ):
-            print(
-                f"{label:26s} {seconds:7.2f} s  {rows / seconds:10.0f} rows/s  "
-                f"ratio to raw COPY {copy_s / seconds:5.2f}"
-            )
+            await produce(common, samples)
+            print(f"{len(samples)} samples = {rows} rows (metrics + 2 disks + 2 interfaces per sample)")
+            for run in range(args.runs):
+                # The three measurements of one run back to back, so their ratios share the load.
+                await truncate(dsn)
+                raw.runs.append(rows / await raw_copy(dsn, samples))
+                await truncate(dsn)
+                write.runs.append(rows / await write_path(dsn, samples, args.batch))
+                await truncate(dsn)
+                full.runs.append(rows / await full_path(common, samples, args.batch))
+                print(
+                    f"run {run + 1}: raw COPY {raw.runs[-1]:,.0f}, write path {write.runs[-1]:,.0f}, "
+                    f"full path {full.runs[-1]:,.0f} rows/s"
+                )
+        print_table(result)
+        if args.json:
+            result.write(args.json, versions=await service_versions(dsn))
     finally:
         await delete_topics(args.kafka, prefix)
         with psycopg.connect(args.admin_dsn, autocommit=True) as conn:

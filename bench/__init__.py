@@ -1,0 +1,1 @@
+"""Benchmarks of FleetPulse (bench/README.md)."""
