@@ -129,10 +129,6 @@ async def prepare_connection(conn: Conn) -> None:
         await conn.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
         )
-    await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS rollup_affected (server_id uuid, bucket timestamptz) "
-        "ON COMMIT DELETE ROWS"
-    )
 
 
 async def _copy(
@@ -332,34 +328,16 @@ def interface_rows(metrics: Sequence[MetricSample]) -> list[tuple[object, ...]]:
 async def _write_metrics(
     conn: Conn, metrics: Sequence[MetricSample], rollup_horizon: datetime, stale_after: timedelta
 ) -> None:
-    await _copy(
-        conn,
-        "stage_metrics",
-        _METRIC_COLUMNS,
-        [metric_row(m) for m in metrics],
-    )
-    await _copy(
-        conn,
-        "stage_disks",
-        _DISK_COLUMNS,
-        disk_rows(metrics),
-    )
-    await _copy(
-        conn,
-        "stage_interfaces",
-        _INTERFACE_COLUMNS,
-        interface_rows(metrics),
-    )
-    for stage, table, columns in (
-        ("stage_metrics", "metrics", _METRIC_COLUMNS),
-        ("stage_disks", "metric_disks", _DISK_COLUMNS),
-        ("stage_interfaces", "metric_interfaces", _INTERFACE_COLUMNS),
-    ):
-        # Idempotent on the natural key: a replayed sample adds no row and changes none.
-        await conn.execute(
-            f"INSERT INTO {table} ({_cols(columns)}) SELECT {_cols(columns)} FROM {stage} "
-            "ON CONFLICT DO NOTHING"
-        )
+    await _copy(conn, "stage_metrics", _METRIC_COLUMNS, [metric_row(m) for m in metrics])
+    await _copy(conn, "stage_disks", _DISK_COLUMNS, disk_rows(metrics))
+    await _copy(conn, "stage_interfaces", _INTERFACE_COLUMNS, interface_rows(metrics))
+    # One statement: the raw rows (idempotent on the natural key) and both rollup tiers merged
+    # from the rows the inserts report as new; it answers the interface samples whose rate a
+    # late sample changed, which are recomputed from the raw rows (below).
+    cur = await conn.execute(_WRITE_METRICS_SQL, {"horizon": rollup_horizon})
+    changed = await cur.fetchall()
+    if changed:
+        await _recompute_rates(conn, changed)
     # Hearing from a server is the freshest sign of life; replayed old samples never move it back.
     await conn.execute(
         """UPDATE servers s
@@ -371,7 +349,6 @@ async def _write_metrics(
         (stale_after,),
     )
     await _write_processes(conn, metrics)
-    await _recompute_rollups(conn, rollup_horizon)
 
 
 def newest_processes(metrics: Sequence[MetricSample]) -> list[tuple[object, ...]]:
@@ -407,113 +384,185 @@ async def _write_processes(conn: Conn, metrics: Sequence[MetricSample]) -> None:
     )
 
 
-# The 1-minute rollup of the buckets in rollup_affected, recomputed from the raw rows. The rate of
-# an interface sample is the counter difference to the previous sample of the same interface over
-# the time between them; a counter that went down (a reboot, a wrap) is a reset: no rate.
-_ROLLUP_1M_SQL = """
-INSERT INTO metric_rollups_1m (server_id, metric, label, bucket, avg, min, max, last, count)
-SELECT v.server_id, v.metric, v.label, v.bucket,
-       -- summed in time order: the same rows always give the same bits, whatever the plan
-       avg(v.value ORDER BY v.time), min(v.value), max(v.value), last(v.value, v.time), count(*)
-FROM (
-    SELECT m.server_id, a.bucket, m.time, x.metric, ''::text AS label, x.value
-    FROM rollup_affected a
-    JOIN metrics m ON m.server_id = a.server_id AND m.time >= a.bucket
-                  AND m.time < a.bucket + INTERVAL '1 minute'
-    CROSS JOIN LATERAL (VALUES ('cpu_percent', m.cpu_percent),
-                               ('memory_percent', m.memory_percent),
-                               ('memory_used_bytes', m.memory_used_bytes::double precision),
-                               ('load1', m.load1), ('load5', m.load5), ('load15', m.load15)
-                       ) AS x(metric, value)
-    WHERE x.value IS NOT NULL
-    UNION ALL
-    SELECT d.server_id, a.bucket, d.time, x.metric, d.mount, x.value
-    FROM rollup_affected a
-    JOIN metric_disks d ON d.server_id = a.server_id AND d.time >= a.bucket
-                       AND d.time < a.bucket + INTERVAL '1 minute'
-    CROSS JOIN LATERAL (VALUES ('disk_percent', d.percent),
-                               ('disk_used_bytes', d.used_bytes::double precision)
-                       ) AS x(metric, value)
-    UNION ALL
-    SELECT i.server_id, a.bucket, i.time, x.metric, i.interface, x.value
-    FROM rollup_affected a
-    JOIN metric_interfaces i ON i.server_id = a.server_id AND i.time >= a.bucket
-                            AND i.time < a.bucket + INTERVAL '1 minute'
-    CROSS JOIN LATERAL (
-        SELECT p.time AS p_time, p.bytes_sent AS p_sent, p.bytes_recv AS p_recv
-        FROM metric_interfaces p
-        WHERE p.server_id = i.server_id AND p.interface = i.interface AND p.time < i.time
+# --- rollups ---------------------------------------------------------------------------------
+#
+# A rollup row holds, per (server, metric, label, bucket): count, sum (avg = sum / count), min,
+# max, and the value of the newest sample with its time (`last`, `last_time`). Every one of these
+# merges: two sets of samples of one bucket combine into the row of their union. So a batch
+# updates each tier with one upsert of its *new* samples, the rows its raw inserts report
+# (`ON CONFLICT DO NOTHING RETURNING`: a replayed sample is not new and adds nothing), and a late
+# sample older than the bucket's `last_time` leaves `last` alone.
+#
+# Network rates are the exception: the rate of an interface sample is the counter difference to
+# the previous sample of the interface over the time between them (a counter that went down is a
+# reset: no rate). A new sample's own rate merges like any value (its predecessor is the newest
+# row before it, stored or new). But a late sample also changes the rate of the stored sample
+# that follows it, and a changed value cannot be taken out of a min or a max: those few buckets
+# are recomputed from the raw rows (`_recompute_rates`), their hours from the minute rows.
+
+_NET = ("net_tx_bytes_per_s", "net_rx_bytes_per_s")
+
+_MERGE = """
+ON CONFLICT (server_id, metric, label, bucket) DO UPDATE
+SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
+    avg = (r.sum + EXCLUDED.sum) / (r.count + EXCLUDED.count),
+    min = LEAST(r.min, EXCLUDED.min), max = GREATEST(r.max, EXCLUDED.max),
+    -- by sample time: a late sample older than the bucket's last one does not replace it
+    last = CASE WHEN EXCLUDED.last_time > r.last_time THEN EXCLUDED.last ELSE r.last END,
+    last_time = GREATEST(r.last_time, EXCLUDED.last_time)"""
+
+_TIER = """
+{name} AS (
+    INSERT INTO {table} AS r (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
+    SELECT server_id, metric, label, time_bucket(INTERVAL '{width}', time),
+           sum(value) / count(*), sum(value), min(value), max(value), last(value, time), max(time),
+           count(*)
+    FROM fresh GROUP BY 1, 2, 3, 4
+    {merge}
+)"""
+
+_WRITE_METRICS_SQL = f"""
+WITH new_m AS (
+    INSERT INTO metrics ({_cols(_METRIC_COLUMNS)}) SELECT {_cols(_METRIC_COLUMNS)} FROM stage_metrics
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, time, cpu_percent, memory_percent, memory_used_bytes, load1, load5, load15
+), new_d AS (
+    INSERT INTO metric_disks ({_cols(_DISK_COLUMNS)}) SELECT {_cols(_DISK_COLUMNS)} FROM stage_disks
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, time, mount, percent, used_bytes
+), new_i AS (
+    INSERT INTO metric_interfaces ({_cols(_INTERFACE_COLUMNS)})
+    SELECT {_cols(_INTERFACE_COLUMNS)} FROM stage_interfaces
+    ON CONFLICT DO NOTHING
+    RETURNING server_id, time, interface, bytes_sent, bytes_recv
+), span AS (
+    SELECT server_id, interface, min(time) AS lo, max(time) AS hi FROM new_i GROUP BY 1, 2
+), chain AS (
+    -- Per interface, the new rows among the stored ones next to them (this statement's snapshot
+    -- holds the stored rows only): the newest before the first new row, those between the first
+    -- and the last (the new ones are late), and the oldest after the last.
+    SELECT b.server_id, b.interface, b.time, b.bytes_sent, b.bytes_recv, false AS new
+    FROM span s CROSS JOIN LATERAL (
+        SELECT p.server_id, p.interface, p.time, p.bytes_sent, p.bytes_recv FROM metric_interfaces p
+        WHERE p.server_id = s.server_id AND p.interface = s.interface AND p.time < s.lo
         ORDER BY p.time DESC LIMIT 1
-    ) AS prev
-    CROSS JOIN LATERAL (SELECT extract(epoch FROM i.time - prev.p_time)::double precision AS secs) AS dt
-    CROSS JOIN LATERAL (VALUES
-        ('net_tx_bytes_per_s',
-         CASE WHEN i.bytes_sent >= prev.p_sent THEN (i.bytes_sent - prev.p_sent) / dt.secs END),
-        ('net_rx_bytes_per_s',
-         CASE WHEN i.bytes_recv >= prev.p_recv THEN (i.bytes_recv - prev.p_recv) / dt.secs END)
-    ) AS x(metric, value)
-    WHERE x.value IS NOT NULL
-) v
-GROUP BY v.server_id, v.metric, v.label, v.bucket
-ON CONFLICT (server_id, metric, label, bucket) DO UPDATE
-SET avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last,
-    count = EXCLUDED.count
+    ) AS b
+    UNION ALL
+    SELECT p.server_id, p.interface, p.time, p.bytes_sent, p.bytes_recv, false
+    FROM span s JOIN metric_interfaces p
+      ON p.server_id = s.server_id AND p.interface = s.interface AND p.time > s.lo AND p.time < s.hi
+    UNION ALL
+    SELECT a.server_id, a.interface, a.time, a.bytes_sent, a.bytes_recv, false
+    FROM span s CROSS JOIN LATERAL (
+        SELECT p.server_id, p.interface, p.time, p.bytes_sent, p.bytes_recv FROM metric_interfaces p
+        WHERE p.server_id = s.server_id AND p.interface = s.interface AND p.time > s.hi
+        ORDER BY p.time LIMIT 1
+    ) AS a
+    UNION ALL
+    SELECT server_id, interface, time, bytes_sent, bytes_recv, true FROM new_i
+), steps AS (
+    SELECT c.*, lag(c.time) OVER w AS p_time, lag(c.bytes_sent) OVER w AS p_sent,
+           lag(c.bytes_recv) OVER w AS p_recv, lag(c.new) OVER w AS p_new
+    FROM chain c WINDOW w AS (PARTITION BY c.server_id, c.interface ORDER BY c.time)
+), fresh AS (
+    SELECT * FROM (
+        SELECT m.server_id, m.time, x.metric, ''::text AS label, x.value
+        FROM new_m m CROSS JOIN LATERAL (VALUES ('cpu_percent', m.cpu_percent),
+                                               ('memory_percent', m.memory_percent),
+                                               ('memory_used_bytes', m.memory_used_bytes::double precision),
+                                               ('load1', m.load1), ('load5', m.load5), ('load15', m.load15)
+                                       ) AS x(metric, value)
+        WHERE x.value IS NOT NULL
+        UNION ALL
+        SELECT d.server_id, d.time, x.metric, d.mount, x.value
+        FROM new_d d CROSS JOIN LATERAL (VALUES ('disk_percent', d.percent),
+                                               ('disk_used_bytes', d.used_bytes::double precision)
+                                       ) AS x(metric, value)
+        UNION ALL
+        SELECT t.server_id, t.time, x.metric, t.interface, x.value
+        FROM steps t
+        CROSS JOIN LATERAL (SELECT extract(epoch FROM t.time - t.p_time)::double precision AS secs) AS dt
+        CROSS JOIN LATERAL (VALUES
+            ('{_NET[0]}', CASE WHEN t.bytes_sent >= t.p_sent THEN (t.bytes_sent - t.p_sent) / dt.secs END),
+            ('{_NET[1]}', CASE WHEN t.bytes_recv >= t.p_recv THEN (t.bytes_recv - t.p_recv) / dt.secs END)
+        ) AS x(metric, value)
+        WHERE t.new AND t.p_time IS NOT NULL AND x.value IS NOT NULL
+    ) AS v
+    -- Buckets past the raw retention are left alone: their raw rows may be gone.
+    WHERE v.time >= %(horizon)s
+),
+{_TIER.format(name="minutes", table="metric_rollups_1m", width="1 minute", merge=_MERGE)},
+{_TIER.format(name="hours", table="metric_rollups_1h", width="1 hour", merge=_MERGE)}
+-- The stored interface samples whose predecessor is now a new (late) sample: their rate changed.
+SELECT server_id, interface, time FROM steps
+WHERE NOT new AND p_new AND time >= %(horizon)s
 """
 
-# The 1-hour rollup of the hours touched, from the 1-minute rows (exact for min, max, last and
-# count; avg is the count-weighted mean of the minute means).
-_ROLLUP_1H_SQL = """
-INSERT INTO metric_rollups_1h (server_id, metric, label, bucket, avg, min, max, last, count)
-SELECT r.server_id, r.metric, r.label, h.hour,
-       sum(r.avg * r.count ORDER BY r.bucket) / sum(r.count), min(r.min), max(r.max),
-       last(r.last, r.bucket),
-       sum(r.count)
-FROM (SELECT DISTINCT server_id, time_bucket(INTERVAL '1 hour', bucket) AS hour FROM rollup_affected) h
-JOIN metric_rollups_1m r ON r.server_id = h.server_id AND r.bucket >= h.hour
-                        AND r.bucket < h.hour + INTERVAL '1 hour'
-GROUP BY r.server_id, r.metric, r.label, h.hour
-ON CONFLICT (server_id, metric, label, bucket) DO UPDATE
-SET avg = EXCLUDED.avg, min = EXCLUDED.min, max = EXCLUDED.max, last = EXCLUDED.last,
-    count = EXCLUDED.count
+# The distinct (server_id, label, bucket) of the changed samples (server, interface, time).
+_BUCKETS = """SELECT DISTINCT s AS server_id, l AS label, time_bucket(INTERVAL '{width}', t) AS bucket
+    FROM unnest(%(servers)s::uuid[], %(labels)s::text[], %(times)s::timestamptz[]) AS u(s, l, t)"""
+
+# The network rates of the given (server, interface, minute) buckets, from the raw rows.
+_RATES_1M_SQL = f"""
+INSERT INTO metric_rollups_1m (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
+SELECT i.server_id, x.metric, i.interface, t.bucket, sum(x.value) / count(*), sum(x.value),
+       min(x.value), max(x.value), last(x.value, i.time), max(i.time), count(*)
+FROM ({_BUCKETS.format(width="1 minute")}) AS t
+JOIN metric_interfaces i ON i.server_id = t.server_id AND i.interface = t.label
+                        AND i.time >= t.bucket AND i.time < t.bucket + INTERVAL '1 minute'
+CROSS JOIN LATERAL (
+    SELECT p.time AS p_time, p.bytes_sent AS p_sent, p.bytes_recv AS p_recv
+    FROM metric_interfaces p
+    WHERE p.server_id = i.server_id AND p.interface = i.interface AND p.time < i.time
+    ORDER BY p.time DESC LIMIT 1
+) AS prev
+CROSS JOIN LATERAL (SELECT extract(epoch FROM i.time - prev.p_time)::double precision AS secs) AS dt
+CROSS JOIN LATERAL (VALUES
+    ('{_NET[0]}', CASE WHEN i.bytes_sent >= prev.p_sent THEN (i.bytes_sent - prev.p_sent) / dt.secs END),
+    ('{_NET[1]}', CASE WHEN i.bytes_recv >= prev.p_recv THEN (i.bytes_recv - prev.p_recv) / dt.secs END)
+) AS x(metric, value)
+WHERE x.value IS NOT NULL
+GROUP BY 1, 2, 3, 4
+"""
+
+# The network rates of the given (server, interface, hour) buckets, from their minute rows
+# (exact: counts and sums add, min of mins, max of maxes, last by time).
+_RATES_1H_SQL = f"""
+INSERT INTO metric_rollups_1h (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
+SELECT r.server_id, r.metric, r.label, t.bucket, sum(r.sum) / sum(r.count), sum(r.sum), min(r.min),
+       max(r.max), last(r.last, r.last_time), max(r.last_time), sum(r.count)
+FROM ({_BUCKETS.format(width="1 hour")}) AS t
+JOIN metric_rollups_1m r ON r.server_id = t.server_id AND r.label = t.label
+                        AND r.metric IN ('{_NET[0]}', '{_NET[1]}')
+                        AND r.bucket >= t.bucket AND r.bucket < t.bucket + INTERVAL '1 hour'
+GROUP BY 1, 2, 3, 4
+"""
+
+_DELETE_RATES_SQL = """
+DELETE FROM {table} r USING ({buckets}) AS t
+WHERE r.server_id = t.server_id AND r.label = t.label AND r.bucket = t.bucket
+  AND r.metric IN ('{tx}', '{rx}')
 """
 
 
-async def _recompute_rollups(conn: Conn, horizon: datetime) -> None:
-    """Recompute every 1-minute bucket the staged samples touch, and their hours.
-
-    A sample touches its own bucket and, through the rate of the interface sample that follows
-    it, that sample's bucket too (a late sample changes its successor's rate). Buckets are
-    deleted and rebuilt from the raw rows, so a rate that disappears (a late sample reveals a
-    reset) leaves no stale row behind.
-    """
-    await conn.execute(
-        """INSERT INTO rollup_affected (server_id, bucket)
-           SELECT DISTINCT server_id, time_bucket(INTERVAL '1 minute', t) FROM (
-               SELECT server_id, time AS t FROM stage_metrics
-               UNION ALL
-               SELECT s.server_id, nxt.time FROM stage_interfaces s
-               CROSS JOIN LATERAL (
-                   SELECT n.time FROM metric_interfaces n
-                   WHERE n.server_id = s.server_id AND n.interface = s.interface AND n.time > s.time
-                   ORDER BY n.time LIMIT 1
-               ) AS nxt
-           ) AS touched
-           WHERE t >= %s""",
-        (horizon,),
-    )
-    # Statistics for the temporary table, so the planner joins it by index, bucket by bucket.
-    await conn.execute("ANALYZE rollup_affected")
-    for table, bucket_sql in (
-        ("metric_rollups_1m", "a.bucket"),
-        ("metric_rollups_1h", "time_bucket(INTERVAL '1 hour', a.bucket)"),
+async def _recompute_rates(conn: Conn, changed: Sequence[tuple[Any, ...]]) -> None:
+    """Rebuild the network-rate rows of the buckets holding `changed` (server, interface, time):
+    stored samples whose rate a late sample changed. Deleted first, so a rate that disappears
+    (the late sample reveals a reset) leaves no row behind; the minutes before their hours."""
+    params = {
+        "servers": [row[0] for row in changed],
+        "labels": [row[1] for row in changed],
+        "times": [row[2] for row in changed],
+    }
+    for table, width, sql in (
+        ("metric_rollups_1m", "1 minute", _RATES_1M_SQL),
+        ("metric_rollups_1h", "1 hour", _RATES_1H_SQL),
     ):
+        buckets = _BUCKETS.format(width=width)
         await conn.execute(
-            f"""DELETE FROM {table} r
-                USING (SELECT DISTINCT server_id, {bucket_sql} AS bucket FROM rollup_affected a) a
-                WHERE r.server_id = a.server_id AND r.bucket = a.bucket"""
+            _DELETE_RATES_SQL.format(table=table, buckets=buckets, tx=_NET[0], rx=_NET[1]), params
         )
-    await conn.execute(_ROLLUP_1M_SQL)
-    await conn.execute(_ROLLUP_1H_SQL)
+        await conn.execute(sql, params)
 
 
 async def _write_events(conn: Conn, events: Sequence[AgentEvent], stale_after: timedelta) -> None:

@@ -58,9 +58,10 @@ async def test_each_tier_drops_only_what_is_older_than_its_setting(
     for table, ages in (("metric_rollups_1m", minute_ages), ("metric_rollups_1h", hour_ages)):
         for age in ages:
             await conn.execute(
-                f"INSERT INTO {table} (server_id, metric, bucket, avg, min, max, last, count) "
-                "VALUES (%s, 'cpu_percent', %s, 1, 1, 1, 1, 1)",
-                (server, now - age),
+                f"INSERT INTO {table} "
+                "(server_id, metric, bucket, avg, sum, min, max, last, last_time, count) "
+                "VALUES (%s, 'cpu_percent', %s, 1, 1, 1, 1, 1, %s, 1)",
+                (server, now - age, now - age),
             )
 
     settings = settings_for(
