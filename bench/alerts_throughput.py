@@ -1,18 +1,22 @@
 """Samples per second the alert engine evaluates per worker with 10 rules per server, next to a
 raw baseline in the same run.
 
-    .venv/bin/python -m bench.alerts_throughput [--servers 100] [--samples 200]
+    .venv/bin/python -m bench.alerts_throughput [--servers 100] [--samples 200] [--latency-seconds 20]
 
 Each server has 10 rules (cpu, memory, load, per-mount disk, per-interface rx/tx rates, with
 `for` and hysteresis), and every sample carries 2 disks and 2 interfaces. Two measurements:
 
-  evaluation  in-process: decode the sample, decode the server's state, evaluate its 10 rules,
-              encode the state (what the live agent does per sample, without Kafka); baseline:
-              decoding the same bytes only.
+  evaluation  in-process, what the engine does per batch without Kafka: decode the samples,
+              evaluate each against its server's 10 rules (state in memory), encode each
+              changed server's state once per batch of 5,000; baseline: decoding only.
   worker      a real alerting worker (`python -m stream_processors.alerts`) on the real Kafka and
-              TimescaleDB, timed from "rules loaded" to the last server's last-sample episode in
-              the alerts table (every sample went through the state table and its changelog);
-              baseline: a plain aiokafka consumer reading and decoding the same messages.
+              TimescaleDB, timed from its first fetched batch (its /health says when) to the last
+              server's last-sample episode in the alerts table (every sample evaluated, its
+              state snapshotted to the changelog, its offsets committed); baseline: a plain
+              aiokafka consumer reading and decoding the same messages. Ratio to the evaluation.
+  latency     the same worker, fed at half the worker's measured rate for `--latency-seconds`:
+              from a sample's send to its alert event on the alerts topic (every 5th sample of a
+              server flips its cpu across a threshold), p50 and p99.
 """
 
 from __future__ import annotations
@@ -21,20 +25,21 @@ import argparse
 import asyncio
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from tempfile import TemporaryDirectory
+from typing import Any
 
 import orjson
 import psycopg
 from aiokafka import AIOKafkaConsumer
 
-from alerting.evaluation import evaluate_server, spec_from_rule
+from alerting.registry import RuleRegistry
 from ops import migrate
 from schemas import topics
-from schemas.alerts import AlertRule
+from schemas.alerts import ALERT_EVENT, AlertRule
 from schemas.canonical import METRIC_SAMPLE, DiskSample, InterfaceSample, MetricSample, utcnow
-from stream_processors.alerts.engine import decode_states
+from stream_processors.alerts.engine import ServerStates, evaluate_batch
 from tests.support.alerts import T0, Bus, new_env, wait_for
 from tests.support.topics import delete_topics, read_from_beginning
 
@@ -111,22 +116,33 @@ def make_samples(servers: list[uuid.UUID], per_server: int) -> list[MetricSample
     return out
 
 
+def registry_for(rules: dict[uuid.UUID, list[AlertRule]]) -> RuleRegistry:
+    registry = RuleRegistry(max_rules_per_server=200)
+    for rs in rules.values():
+        for r in rs:
+            registry.put(r)
+    return registry
+
+
 def bench_evaluation(
-    samples: list[MetricSample], rules: dict[uuid.UUID, list[AlertRule]]
+    samples: list[MetricSample], rules: dict[uuid.UUID, list[AlertRule]], owner: uuid.UUID, batch: int = 5000
 ) -> tuple[float, float]:
-    raw = [s.to_bytes() for s in samples]
-    specs = {server: [spec_from_rule(r) for r in rs] for server, rs in rules.items()}
+    raw = [(topics.partition_for_key(topics.server_key(s.server_id), 12), s.to_bytes()) for s in samples]
+    registry = registry_for(rules)
     start = time.perf_counter()
-    for b in raw:
+    for _, b in raw:
         METRIC_SAMPLE.validate_json(b)
     baseline = len(raw) / (time.perf_counter() - start)
-    table: dict[uuid.UUID, bytes] = {}
+    partitions: dict[int, dict[bytes, ServerStates]] = {p: {} for p in range(12)}
     start = time.perf_counter()
-    for b in raw:
-        sample = METRIC_SAMPLE.validate_json(b)
-        states = decode_states(table.get(sample.server_id))
-        evaluate_server(specs[sample.server_id], states, sample, None, lambda _r: None)
-        table[sample.server_id] = orjson.dumps(states)
+    for i in range(0, len(raw), batch):
+        decoded = []
+        for p, b in raw[i : i + batch]:
+            sample = METRIC_SAMPLE.validate_json(b)
+            decoded.append((p, topics.server_key(sample.server_id), sample))
+        step = evaluate_batch(registry, partitions, decoded, lambda _s: owner)
+        for states in step.changed.values():
+            orjson.dumps(states)
     evaluated = len(raw) / (time.perf_counter() - start)
     return evaluated, baseline
 
@@ -148,9 +164,76 @@ async def raw_consume(topic: str, count: int) -> float:
         await consumer.stop()
 
 
+async def worker_health(port: int) -> dict[str, Any]:
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5) as client:
+        body: dict[str, Any] = (await client.get(f"http://127.0.0.1:{port}/health")).json()
+    return body
+
+
+async def measure_latency(
+    env: Any, servers: list[uuid.UUID], rate: float, seconds: float, start_index: int
+) -> tuple[float, float, int]:
+    """Samples at `rate`/s for `seconds`; every 5th sample of a server flips its cpu across the
+    90 threshold of its first rule (an event); returns (p50, p99, events) of send -> event seen."""
+    sent_at: dict[tuple[uuid.UUID, datetime], float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(
+        env.topic(topics.ALERTS), bootstrap_servers=BOOTSTRAP, group_id=None, auto_offset_reset="latest"
+    )
+    await consumer.start()
+    await consumer.getmany(timeout_ms=1000)  # positioned at the end before the first send
+    stop = asyncio.Event()
+
+    async def read() -> None:
+        while not stop.is_set():
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                now = time.perf_counter()
+                for record in records:
+                    event = ALERT_EVENT.validate_json(record.value)
+                    sent = sent_at.get((event.server_id, event.time))
+                    if sent is not None and event.metric == "cpu" and event.threshold == 90:
+                        latencies.append(now - sent)
+
+    reader = asyncio.create_task(read())
+    async with Bus(env) as bus:
+        producer = bus.producer
+        total = int(rate * seconds)
+        begin = time.perf_counter()
+        for n in range(total):
+            i = start_index + n // len(servers)
+            server = servers[n % len(servers)]
+            t = T0 + timedelta(seconds=10 * i)
+            cpu = 95.0 if (i // 5) % 2 else 50.0
+            sample = MetricSample(server_id=server, time=t, received_at=t, cpu_percent=cpu, memory_percent=40)
+            due = begin + n / rate
+            if due > time.perf_counter():
+                await asyncio.sleep(due - time.perf_counter())
+            sent_at[(server, t)] = time.perf_counter()
+            await producer.send(env.topic(topics.METRICS), sample.to_bytes(), key=topics.server_key(server))
+        await producer.flush()
+    await asyncio.sleep(5)  # the last events' round trip
+    stop.set()
+    await reader
+    await consumer.stop()
+    latencies.sort()
+    if not latencies:
+        return float("nan"), float("nan"), 0
+    return (
+        latencies[len(latencies) // 2],
+        latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        len(latencies),
+    )
+
+
 async def bench_worker(
-    samples: list[MetricSample], rules: dict[uuid.UUID, list[AlertRule]], tmp: Path
-) -> tuple[float, float]:
+    samples: list[MetricSample],
+    rules: dict[uuid.UUID, list[AlertRule]],
+    tmp: Path,
+    latency_seconds: float,
+    per_server: int,
+) -> tuple[float, float, tuple[float, float, int] | None]:
     name = f"fp_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -170,7 +253,6 @@ async def bench_worker(
         try:
             all_ids = {r.rule_id for rs in rules.values() for r in rs}
             await wait_for("rules loaded", lambda: worker.has_rules(all_ids), workers=[worker], within=300)
-            start = time.perf_counter()
             markers = [rs[-1].rule_id for rs in rules.values()]
 
             async def done() -> bool:
@@ -182,10 +264,15 @@ async def bench_worker(
                 return row is not None and row[0] >= len(markers)
 
             await wait_for("every server's last sample", done, workers=[worker], within=1800)
-            rate = len(samples) / (time.perf_counter() - start)
+            finished = time.time()
+            first = (await worker_health(worker.web_port))["engine"]["first_sample_at"]
+            rate = len(samples) / (finished - first)
+            latency = None
+            if latency_seconds > 0:
+                latency = await measure_latency(env, list(rules), rate / 2, latency_seconds, per_server + 1)
         finally:
             worker.stop()
-        return rate, baseline
+        return rate, baseline, latency
     finally:
         await delete_topics(BOOTSTRAP, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
@@ -198,6 +285,7 @@ def main() -> None:
     )
     parser.add_argument("--servers", type=int, default=100)
     parser.add_argument("--samples", type=int, default=200, help="samples per server")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="0: no latency run")
     parser.add_argument("--skip-worker", action="store_true")
     args = parser.parse_args()
     owner = uuid.uuid4()
@@ -205,16 +293,27 @@ def main() -> None:
     rules = {s: rules_for(s, owner) for s in servers}
     samples = make_samples(servers, args.samples)
     print(f"{len(samples)} samples, {args.servers} servers, 10 rules per server")
-    evaluated, decoded = bench_evaluation(samples, rules)
+    evaluated, decoded = bench_evaluation(samples, rules, owner)
     ratio = evaluated / decoded
     print(
         f"evaluation  {evaluated:8.0f} samples/s  baseline (decode only) {decoded:8.0f}/s  ratio {ratio:.3f}"
     )
     if not args.skip_worker:
         with TemporaryDirectory() as tmp:
-            rate, raw = asyncio.run(bench_worker(samples, rules, Path(tmp)))
-        ratio = rate / raw
-        print(f"worker      {rate:8.0f} samples/s  baseline (consume+decode) {raw:8.0f}/s  ratio {ratio:.3f}")
+            rate, raw, latency = asyncio.run(
+                bench_worker(samples, rules, Path(tmp), args.latency_seconds, args.samples)
+            )
+        print(
+            f"worker      {rate:8.0f} samples/s  baseline (consume+decode) {raw:8.0f}/s"
+            f"  ratio {rate / raw:.3f}"
+            f"  of evaluation {rate / evaluated:.3f}"
+        )
+        if latency is not None:
+            p50, p99, count = latency
+            print(
+                f"latency     at {rate / 2:.0f} samples/s: p50 {p50 * 1000:.0f} ms"
+                f"  p99 {p99 * 1000:.0f} ms  ({count} events)"
+            )
 
 
 if __name__ == "__main__":

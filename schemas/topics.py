@@ -47,6 +47,24 @@ ALERTS = TopicSpec("fleetpulse.alerts.v1", "AlertEvent", "server_id", retention_
 KEY_REVOCATIONS = TopicSpec("fleetpulse.key-revocations.v1", "KeyRevocation", "key_id", retention_ms=DAY_MS)
 DEAD_LETTERS = TopicSpec("fleetpulse.dead-letters.v1", "bytes", "none", retention_ms=30 * DAY_MS)
 
+# The alert engine's changelog: each server's alert state (orjson of {rule id: state}; a tombstone
+# when it has none), written once per batch. One topic per engine (consumer group), partitioned
+# exactly like METRICS (a server's state sits in the partition number of its samples); created by
+# the engine at start, so it is not in ALL_TOPICS. Compacted: the last state per server is kept.
+ALERT_STATE = TopicSpec(
+    "fleetpulse.alert-state.v1",
+    "alert state (orjson)",
+    "server_id",
+    cleanup=Cleanup.COMPACT,
+    retention_ms=None,
+)
+
+
+def alert_state_topic(prefix: str, engine_id: str) -> str:
+    """The changelog topic of the alert engine named `engine_id` (its consumer group's name)."""
+    return f"{ALERT_STATE.name(prefix)}.{engine_id}"
+
+
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     METRICS,
     LOGS,

@@ -38,20 +38,24 @@ def create_app(settings: ProcessorSettings) -> faust.App:
         heartbeat_interval_seconds=settings.kafka_heartbeat_interval_ms / 1000,
     )
     services = install_services(app, settings)
-    register_alerts(app, settings.common, settings.alerts)
+    alerting = register_alerts(app, settings.common, settings.alerts, engine_id=settings.app_id)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        # 200 either way (the worker is alive); `failing`: batches keep failing and are retried
-        # (the write path is broken or the database refuses), nothing is committed past them.
+        # Persistence: 200 either way (the worker is alive); `failing`: batches keep failing and
+        # are retried (the write path is broken or the database refuses), nothing is committed
+        # past them. Alerts: 503 while the engine is stalled (docs/alerts.md), so that an
+        # orchestrator restarts the worker.
         stats = services.persistence.stats
-        return web.json(
-            {
-                "status": "failing" if stats.failing else "ok",
-                "persistence": stats.as_dict(),
-                "retention_runs": services.retention.runs,
-            }
-        )
+        healthy, alerts = alerting.health() if alerting is not None else (True, {"alerts": "disabled"})
+        status = "stalled" if not healthy else ("failing" if stats.failing else "ok")
+        body = {
+            "status": status,
+            "persistence": stats.as_dict(),
+            "retention_runs": services.retention.runs,
+            **alerts,
+        }
+        return web.json(body, status=200 if healthy else 503)
 
     return app
 

@@ -106,6 +106,24 @@ class AlertResources:
             await asyncio.sleep(delay)
             delay = min(delay * 2, _RETRY_MAX)
 
+    async def prefetch_owners(self, server_ids: set[uuid.UUID]) -> None:
+        """Make `cached_owner` answer for every one of these servers: one query for those whose
+        cached owner is missing or expired (an outage retries: it delays alerts, never drops
+        them)."""
+        now = time.monotonic()
+        missing = sorted(s for s in server_ids if (c := self._owners.get(s)) is None or c[1] <= now)
+        if not missing:
+            return
+        found = await self.retrying("owner lookup", lambda conn: store.owners_of(conn, missing))
+        until = now + self.settings.owners_ttl_seconds
+        for server_id in missing:
+            self._owners[server_id] = (found.get(server_id), until)
+
+    def cached_owner(self, server_id: uuid.UUID) -> uuid.UUID | None:
+        """The owner last looked up (None: unknown server, or not looked up yet)."""
+        cached = self._owners.get(server_id)
+        return None if cached is None else cached[0]
+
     async def owner(self, server_id: uuid.UUID) -> uuid.UUID | None:
         """The server's owner (None: unknown server), cached for `owners_ttl_seconds`."""
         cached = self._owners.get(server_id)

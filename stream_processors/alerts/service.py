@@ -1,4 +1,5 @@
-"""Wiring: the alert processors added to a faust app, and apps of their own.
+"""Wiring: the alert services added to a faust app (which only hosts them: its web server, its
+service lifecycle), and an app of their own.
 
 `register_alerts` is what the processors' `create_app` calls (rules from the topic and the code
 rules of the settings, engine and notifier in the main worker). `create_alert_app` builds a worker
@@ -7,10 +8,12 @@ that runs only alerting, to scale it apart.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import faust
 import mode
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from alerting.code import load_deployments
 from alerting.registry import RuleRegistry
@@ -18,21 +21,37 @@ from schemas import topics
 from schemas.settings import CommonSettings
 
 from ..faust_app import create_faust_app
-from .engine import register_engine
-from .notifier import register_notifier
+from .consumer import AlertEngine
+from .notifier import AlertSink
 from .resources import AlertResources
 from .settings import AlertSettings
 
 
-def register_alerts(app: faust.App, common: CommonSettings, settings: AlertSettings) -> AlertResources | None:
-    """Add alerting to `app`: the rules of the rules topic and the code rules of the settings."""
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """The alert services of one worker (for its health page, and for tests)."""
+
+    resources: AlertResources
+    engine: AlertEngine
+    sink: AlertSink
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, details): unhealthy while the engine is stalled (docs/alerts.md)."""
+        engine = self.engine.health
+        return not engine.stalled, {"engine": engine.as_dict(), "sink_events": self.sink.events}
+
+
+def register_alerts(
+    app: faust.App, common: CommonSettings, settings: AlertSettings, *, engine_id: str
+) -> Alerting | None:
+    """Add alerting to `app`: the rules of the rules topic and the code rules of the settings,
+    evaluated in the consumer group `<prefix><engine_id>-alerts`."""
     if not settings.enabled:
         return None
     registry = RuleRegistry(settings.max_rules_per_server)
     for spec in load_deployments(settings.code_deployments):
         registry.put_code(spec)
-    rules_topic = topics.ALERT_RULES.name(common.topic_prefix)
-    resources = AlertResources(common, settings, registry, rules_topic)
+    resources = AlertResources(common, settings, registry, topics.ALERT_RULES.name(common.topic_prefix))
 
     class AlertResourcesService(mode.Service):
         """Owns the pool, the rules feed and the HTTP client for the app's lifetime."""
@@ -43,7 +62,16 @@ def register_alerts(app: faust.App, common: CommonSettings, settings: AlertSetti
         async def on_stop(self) -> None:
             await resources.stop()
 
+    alerting = Alerting(
+        resources=resources,
+        engine=AlertEngine(resources, engine_id=engine_id),
+        sink=AlertSink(resources, engine_id=engine_id),
+    )
+    # Registration order is start order (stopped in reverse): the rules before the engine that
+    # evaluates them, the engine and the sink stopped before the pool and the feed they use.
     app.service(AlertResourcesService)
+    app.service(alerting.engine)  # type: ignore[arg-type]
+    app.service(alerting.sink)  # type: ignore[arg-type]
 
     @app.page("/alerts/rules")
     async def loaded_rules(web: Any, request: Any) -> Any:
@@ -52,15 +80,11 @@ def register_alerts(app: faust.App, common: CommonSettings, settings: AlertSetti
             {"ready": resources.ready, "rules": sorted(str(spec.rule_id) for spec in registry.specs())}
         )
 
-    register_engine(
-        app,
-        resources,
-        prefix=common.topic_prefix,
-        partitions=common.topic_partitions,
-        tick_seconds=settings.tick_seconds,
-    )
-    register_notifier(app, resources, prefix=common.topic_prefix)
-    return resources
+    @app.page("/alerts/metrics")
+    async def metrics(web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(alerting.engine.health.registry), content_type=CONTENT_TYPE_LATEST)
+
+    return alerting
 
 
 def create_alert_app(
@@ -70,7 +94,7 @@ def create_alert_app(
     app_id: str,
     web_port: int,
 ) -> faust.App:
-    """A faust worker that runs only alerting: the same conventions as the processors' app."""
+    """A worker that runs only alerting: the same conventions as the processors' app."""
     app = create_faust_app(
         common,
         app_id=app_id,
@@ -78,10 +102,14 @@ def create_alert_app(
         session_timeout_seconds=settings.session_timeout_seconds,
         heartbeat_interval_seconds=settings.heartbeat_interval_seconds,
     )
+    alerting = register_alerts(app, common, settings, engine_id=app_id)
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        return web.json({"status": "ok"})
+        if alerting is None:
+            return web.json({"status": "ok", "alerts": "disabled"})
+        healthy, details = alerting.health()
+        status = 200 if healthy else 503
+        return web.json({"status": "ok" if healthy else "stalled", **details}, status=status)
 
-    register_alerts(app, common, settings)
     return app

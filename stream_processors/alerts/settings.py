@@ -33,11 +33,23 @@ class AlertSettings(BaseSettings):
     # Rules deployed as code: comma-separated `<module>@<owner user id>`, each module's rules
     # evaluated on that owner's servers only (docs/alerts.md: deploying and rolling back).
     code_rules: str = ""
-    # Consumer group timing of alerting-only and rules-as-code workers: a worker that dies
-    # without leaving the group keeps its partitions (and their alerts) until the session
-    # times out.
+    # The engine's consumer group: a worker that dies without leaving the group keeps its
+    # partitions (and their alerts) until the session times out.
     session_timeout_seconds: float = Field(default=10.0, ge=1, le=300)
     heartbeat_interval_seconds: float = Field(default=3.0, gt=0, le=60)
+    max_poll_interval_seconds: float = Field(default=300.0, ge=1, le=3600)
+    # A batch is what one fetch returns, at most this many samples; the fetch waits at most
+    # `poll_timeout_ms` when nothing is there (the no-data clock runs between fetches).
+    batch_max_records: int = Field(default=5000, ge=1, le=100_000)
+    poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    fetch_max_partition_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    # A worker holding partitions with samples waiting that evaluates nothing for this long
+    # reports itself unhealthy (/health answers 503, fleetpulse_alert_engine_stalled is 1).
+    stall_after_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # How long a graceful stop waits for the batch in flight (then it is re-read by the next owner).
+    shutdown_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
+    # The notifier's batches (alert events read from the alerts topic).
+    sink_batch_max_records: int = Field(default=500, ge=1, le=10_000)
     # The alerting-only worker (`python -m stream_processors.alerts`) and rules-as-code workers.
     worker_app_id: str = "fleetpulse-alerts"
     worker_web_port: int = Field(default=6067, ge=0, le=65535)

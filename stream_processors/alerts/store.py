@@ -26,6 +26,12 @@ async def owner_of(conn: Conn, server_id: uuid.UUID) -> uuid.UUID | None:
     return None if row is None else row[0]
 
 
+async def owners_of(conn: Conn, server_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, uuid.UUID]:
+    """server id -> owner id of those of these servers that exist."""
+    cur = await conn.execute("SELECT id, owner_id FROM servers WHERE id = ANY(%s)", (list(server_ids),))
+    return {row[0]: row[1] for row in await cur.fetchall()}
+
+
 async def servers_of(conn: Conn, owner_ids: Sequence[uuid.UUID]) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """(server_id, owner_id) of every server of these owners."""
     if not owner_ids:
