@@ -90,17 +90,35 @@ class RuleSpec:
     no_data_after_seconds: float = 30.0
     version: str = ""  # changes when the rule changes: state of an older version is reset
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Derived once, for the per-sample path (not compared: they follow from the fields above).
+    key: str = field(init=False, compare=False, repr=False)
+    for_us: float = field(init=False, compare=False, repr=False)
+    clear_for_us: float = field(init=False, compare=False, repr=False)
+    _breach: Callable[[float, float], bool] = field(init=False, compare=False, repr=False)
+    _clear: Callable[[float, float], bool] = field(init=False, compare=False, repr=False)
+    _clear_limit: float = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        derived = {
+            "key": str(self.rule_id),
+            "for_us": self.for_seconds * 1e6,
+            "clear_for_us": self.clear_for_seconds * 1e6,
+            "_breach": _CMP[self.comparison],
+            "_clear": _CLEAR[self.comparison],
+            "_clear_limit": self.threshold if self.clear_threshold is None else self.clear_threshold,
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
 
     @property
     def is_no_data(self) -> bool:
         return self.signal is None
 
     def breach(self, value: float) -> bool:
-        return _CMP[self.comparison](value, self.threshold)
+        return self._breach(value, self.threshold)
 
     def clear(self, value: float) -> bool:
-        limit = self.threshold if self.clear_threshold is None else self.clear_threshold
-        return _CLEAR[self.comparison](value, limit)
+        return self._clear(value, self._clear_limit)
 
 
 # --- Built-in signals ----------------------------------------------------------------------------
@@ -260,24 +278,34 @@ def evaluate_sample(
     sample: MetricSample,
     state: State,
     owner_id: uuid.UUID | None = None,
+    now: int | None = None,
 ) -> list[AlertEvent]:
-    """Advance `state` (in place) with one sample; return the episode changes it causes."""
-    _reset_if_changed(spec, state)
-    if spec.is_no_data:
+    """Advance `state` (in place) with one sample; return the episode changes it causes.
+
+    `now`: the sample's time in microseconds, when the caller computed it already."""
+    if state.get("version") != spec.version:
+        _reset_if_changed(spec, state)
+    signal = spec.signal
+    if signal is None:
         return _evaluate_no_data_sample(spec, sample, state, owner_id)
-    now = to_us(sample.time)
+    if now is None:
+        now = to_us(sample.time)
     last = state["last_time"]
     if last is not None and now <= last:
         return []  # older than what this state has seen: a duplicate or a late replay
     state["last_time"] = now
-    signal = spec.signal
-    if signal is None:  # unreachable: no-data rules returned above; narrows the type
-        return []
     values = signal(sample, state["memory"])
     events: list[AlertEvent] = []
+    subjects = state["subjects"]
     for subject, value in values.items():
-        sub = state["subjects"].setdefault(subject, {"phase": "ok", "since": None, "started": None})
-        events.extend(_advance(spec, sample.server_id, subject, sub, now, value, owner_id))
+        sub = subjects.get(subject)
+        if sub is None:
+            sub = subjects[subject] = {"phase": "ok", "since": None, "started": None}
+        elif sub["phase"] == "ok" and not spec._breach(value, spec.threshold):
+            continue  # the common case: nothing to do
+        event = _advance(spec, sample.server_id, subject, sub, now, value, owner_id)
+        if event is not None:
+            events.append(event)
     return events
 
 
@@ -289,30 +317,30 @@ def _advance(
     now: int,
     value: float,
     owner_id: uuid.UUID | None,
-) -> list[AlertEvent]:
+) -> AlertEvent | None:
     phase = sub["phase"]
     if phase in ("ok", "pending"):
         if not spec.breach(value):
             sub["phase"], sub["since"] = "ok", None
-            return []
+            return None
         if phase == "ok":
             sub["phase"], sub["since"] = "pending", now
-        if now - sub["since"] >= spec.for_seconds * 1e6:
+        if now - sub["since"] >= spec.for_us:
             sub["phase"], sub["started"] = "firing", sub["since"]
             sub["since"] = None
-            return [_event(spec, server_id, subject, "firing", sub["started"], now, value, owner_id)]
-        return []
+            return _event(spec, server_id, subject, "firing", sub["started"], now, value, owner_id)
+        return None
     # firing or clearing
     if not spec.clear(value):
         sub["phase"], sub["since"] = "firing", None
-        return []
+        return None
     if phase == "firing":
         sub["phase"], sub["since"] = "clearing", now
-    if now - sub["since"] >= spec.clear_for_seconds * 1e6:
+    if now - sub["since"] >= spec.clear_for_us:
         started = sub["started"]
         sub["phase"], sub["since"], sub["started"] = "ok", None, None
-        return [_event(spec, server_id, subject, "resolved", started, now, value, owner_id)]
-    return []
+        return _event(spec, server_id, subject, "resolved", started, now, value, owner_id)
+    return None
 
 
 def _evaluate_no_data_sample(
@@ -402,13 +430,16 @@ def evaluate_server(
     in place); the state of rules gone since is dropped, their open episodes resolved."""
     events: list[AlertEvent] = []
     active = set()
+    now = to_us(sample.time)
     for spec in specs:
-        key = str(spec.rule_id)
+        key = spec.key
         active.add(key)
         state = states.get(key)
         if state is None:
             state = states[key] = new_state()
-        events.extend(evaluate_sample(spec, sample, state, owner_id))
+        found = evaluate_sample(spec, sample, state, owner_id, now)
+        if found:
+            events.extend(found)
     if len(states) > len(active):
         for key in [k for k in states if k not in active]:
             gone = retired(uuid.UUID(key))

@@ -199,6 +199,9 @@ class RestClient:
     async def thresholds(self) -> list[dict[str, Any]]:
         return _items(await self._call("GET", "/alerts/thresholds"))
 
+    async def create_rule(self, body: dict[str, Any]) -> Any:
+        return await self._call("POST", "/alerts/rules", json_body=body, expect=(201,))
+
     async def rules(self, server_id: str | None = None) -> list[dict[str, Any]]:
         return _items(await self._call("GET", "/alerts/rules", params={"server_id": server_id}))
 
