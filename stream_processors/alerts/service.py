@@ -82,7 +82,10 @@ def register_alerts(
 
     @app.page("/alerts/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(alerting.engine.health.registry), content_type=CONTENT_TYPE_LATEST)
+        # The exposition type carries a charset, which aiohttp refuses as `content_type=`: as a
+        # header it goes through unchanged.
+        body = generate_latest(alerting.engine.health.registry)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return alerting
 
