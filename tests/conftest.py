@@ -41,8 +41,12 @@ TEST_PARTITIONS = 4
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Decided on the path below tests/ (the checkout's own path may hold any folder name).
+    service_tiers = {"integration", "security"}
     for item in items:
-        if "/integration/" in str(item.path):
+        path = Path(item.path).resolve()
+        parts = path.relative_to(ROOT / "tests").parts if path.is_relative_to(ROOT / "tests") else ()
+        if parts and parts[0] in service_tiers:
             item.add_marker(pytest.mark.integration)
 
 

@@ -1,15 +1,16 @@
 """Remote commands and Docker actions, and the command history.
 
 A command passes, in order: the operator role (404 for strangers, 403 for viewers), the server's
-switch (off until an owner turns it on), the allowlist (a command must match one pattern in full
-when the list is not empty), the length limit, the per-user rate limit, and a connected agent
-(503 at once otherwise). It is then recorded in the history (who, what, when), published, and
-awaited up to its timeout (504 then; the agent may still run it).
+switch (off until an owner turns it on), the length limit, the command grammar (`commandline.py`:
+words only, nothing a shell would read as syntax; 422 otherwise), the allowlist (decided on the
+parsed command's canonical text: one pattern must match it in full when the list is not empty),
+the per-user rate limit, and a connected agent (503 at once otherwise). It is then recorded in the
+history (who, what, when), published as its canonical text (which `sh -c` on a legacy agent reads
+as the same argv), and awaited up to its timeout (504 then; the agent may still run it).
 """
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
@@ -19,6 +20,7 @@ from fastapi import APIRouter, Path, Query, Request
 from schemas import topics
 from schemas.canonical import METRIC_SAMPLE, CommandRequest, CommandResult
 
+from ..commandline import CommandRejected, allowed_by, parse
 from ..db import commands as commands_db
 from ..db.pool import connection
 from ..deps import CurrentUser, ResourcesDep, UserDep, require_role
@@ -40,19 +42,6 @@ from ..state import Resources
 router = APIRouter(tags=["commands"])
 
 ContainerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-
-
-def allowed_by(allowlist: list[str], command: str) -> bool:
-    """An empty allowlist allows every command; otherwise one pattern must match it in full."""
-    if not allowlist:
-        return True
-    for pattern in allowlist:
-        try:
-            if re.fullmatch(pattern, command):
-                return True
-        except re.error:
-            continue  # a bad pattern allows nothing
-    return False
 
 
 async def _send(
@@ -85,9 +74,17 @@ async def _send(
     if command is not None:
         if len(command) > settings.command_max_length:
             raise Unprocessable(f"the command is longer than {settings.command_max_length} characters")
-        if not allowed_by(list(config["command_allowlist"]), command):
+        try:
+            parsed = parse(command)
+        except CommandRejected as exc:
+            resources.metrics.commands.labels("refused").inc()
+            raise Unprocessable(f"the command is outside the accepted grammar: {exc}") from exc
+        if not allowed_by(list(config["command_allowlist"]), parsed):
             resources.metrics.commands.labels("refused").inc()
             raise Forbidden("the command is not in this server's allowlist")
+        # Every agent is sent the canonical text: what the allowlist decided on, and what both a
+        # shell-less agent (shlex) and a legacy agent (`sh -c`) read as the same argv.
+        command = parsed.canonical
     resources.command_limiter.hit((user.id, server_id), "commands")
     wait = min(timeout_seconds or settings.command_timeout_seconds, settings.command_timeout_seconds)
     async with connection(resources.pool) as conn:

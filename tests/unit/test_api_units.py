@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr, ValidationError
 
+from api.commandline import allowed_by, parse
 from api.errors import TooManyRequests, Unprocessable
 from api.observe import _template
 from api.ratelimit import RateLimiter
-from api.routes.commands import allowed_by
 from api.routes.history import choose_resolution
 from api.settings import ApiSettings
 from schemas.settings import CommonSettings, Environment
@@ -80,13 +80,14 @@ def test_resolution_choice(tmp_path: Path) -> None:
 
 
 def test_allowlist_needs_a_full_match() -> None:
-    assert allowed_by([], "anything at all")
+    assert allowed_by([], parse("anything at all"))
     patterns = ["uptime", r"systemctl status [a-z-]+", "(broken"]
-    assert allowed_by(patterns, "uptime")
-    assert allowed_by(patterns, "systemctl status nginx")
-    assert not allowed_by(patterns, "uptime; rm -rf /")
-    assert not allowed_by(patterns, "systemctl status nginx && reboot")
-    assert not allowed_by(patterns, "(broken")  # an invalid pattern allows nothing
+    assert allowed_by(patterns, parse("uptime"))
+    assert allowed_by(patterns, parse("systemctl status nginx"))
+    assert allowed_by(patterns, parse("systemctl  'status'   nginx"))  # same argv, same decision
+    assert not allowed_by(patterns, parse("systemctl status 'nginx x'"))
+    assert not allowed_by(patterns, parse("uptime 'x; rm -rf /'"))
+    assert not allowed_by(patterns, parse("'(broken'"))  # an invalid pattern allows nothing
 
 
 def test_production_refuses_placeholder_secrets(tmp_path: Path) -> None:
