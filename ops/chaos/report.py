@@ -251,8 +251,10 @@ def markdown(report: Report) -> str:
     slack = report.config.get("slack")
     lines += [
         "",
-        f"`recovered s`: from the fault (for the cut: the agent's return) until every sample older than "
-        f"{slack} s was acknowledged, stored and received by its socket again (so at least that slack). "
+        "`recovered s`: from the fault (for the cut: the agent's return) until the system was whole for "
+        f"good: from then on, at every poll (2 a second), every sample older than {slack} s was acked, "
+        "stored and received by its socket (0: no sample was ever later than that). `repair s`: the "
+        "restart of what was killed or restarted. "
         "`first fresh ack s`: until every agent had a sample taken after the fault acknowledged. "
         "`kafka copies`: records of a sample beyond the first (a resend whose ack was lost: at-least-once "
         "into Kafka, stored once). `dup live (kafka)`: those copies as a socket received them; "

@@ -98,7 +98,7 @@ class Run:
     phases: list[Phase] = field(default_factory=list)
     excluded: set[str] = field(default_factory=set)  # agents cut off right now
     stored: dict[str, int] = field(default_factory=dict)  # agent -> samples 1..cut stored (last poll)
-    caught_up_at: list[float] = field(default_factory=list)  # monotonic ticks at which all was whole
+    ticks: list[tuple[float, bool]] = field(default_factory=list)  # (monotonic, whole) per poll
     started: float = field(default_factory=time.monotonic)
     events: list[str] = field(default_factory=list)
     drained: bool = False
@@ -160,8 +160,7 @@ async def monitor(run: Run, stop: asyncio.Event) -> None:
                 lagging.append(f"{a.name}({'+'.join(parts)})")
         if stored is not None:
             run.stored = stored
-        if whole:
-            run.caught_up_at.append(tick)
+        run.ticks.append((tick, whole))
         if tick - last_print >= 5:
             last_print = tick
             sent = sum(len(a.sampled_at) for a in run.ledgers)
@@ -184,16 +183,30 @@ async def monitor(run: Run, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.5)
 
 
-async def wait_whole(run: Run, since: float, within: float) -> float | None:
-    """Seconds from `since` to the first tick at which every sample older than `slack` (and
-    taken after `since`) was acked, stored and delivered; None if that did not happen."""
-    deadline = time.monotonic() + within
+async def wait_whole(run: Run, since: float, within: float) -> bool:
+    """Wait until a poll, taken now or later and at least `slack` after `since`, finds every
+    sample older than `slack` acked, stored and delivered (the system is whole again)."""
+    called = time.monotonic()
+    deadline = called + within
     while time.monotonic() < deadline:
-        for tick in run.caught_up_at:
-            if tick - run.config.slack >= since:
-                return tick - since
+        if any(whole and t >= called and t - run.config.slack >= since for t, whole in run.ticks[-8:]):
+            return True
         await asyncio.sleep(0.25)
-    return None
+    return False
+
+
+def recovery(ticks: list[tuple[float, bool]], since: float, until: float) -> float | None:
+    """Seconds from `since` to the start of the unbroken run of whole polls that ends at `until`
+    (the last time a sample was late, plus one poll); None if the system was not whole at the
+    end. About 0: no sample was ever later than the slack."""
+    start: float | None = None
+    for t, whole in ticks:
+        if since <= t <= until:
+            if not whole:
+                start = None
+            elif start is None:
+                start = t
+    return None if start is None else max(0.0, start - since)
 
 
 # ---- faults --------------------------------------------------------------------------------
@@ -212,7 +225,7 @@ async def fault_kill_ingest(run: Run, phase: Phase) -> None:
     phase.injected_at = time.monotonic()
     victim.kill9()
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
     phase.repaired_s = await _restart(victim)
 
 
@@ -247,7 +260,7 @@ async def fault_kill_worker(run: Run, phase: Phase) -> None:
     phase.injected_at = time.monotonic()
     victim.kill9()
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
     phase.repaired_s = await _restart(victim)
 
 
@@ -258,7 +271,7 @@ async def fault_restart_kafka(run: Run, phase: Phase) -> None:
     phase.detail = f"Kafka stopped and started again ({took:.1f} s)"
     phase.repaired_s = took
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
 
 
 async def fault_restart_postgres(run: Run, phase: Phase) -> None:
@@ -268,7 +281,7 @@ async def fault_restart_postgres(run: Run, phase: Phase) -> None:
     phase.detail = f"PostgreSQL stopped and started again ({took:.1f} s)"
     phase.repaired_s = took
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
 
 
 async def fault_kill_api(run: Run, phase: Phase) -> None:
@@ -277,7 +290,7 @@ async def fault_kill_api(run: Run, phase: Phase) -> None:
     phase.injected_at = time.monotonic()
     victim.kill9()
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
     phase.repaired_s = await _restart(victim)
 
 
@@ -296,7 +309,7 @@ async def fault_cut_agent(run: Run, phase: Phase) -> None:
         f"{isolated.name} cut off for {run.config.cut_seconds:g} s, back with {backlog} samples unacked"
     )
     run.note(phase.detail)
-    phase.recovered_s = await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
 
 
 FAULT_STEPS: dict[str, Callable[[Run, Phase], Awaitable[None]]] = {
@@ -465,6 +478,9 @@ async def execute(config: ChaosConfig, state: Path, jars: Path, logs: Path, *, k
             phase = Phase(name, time.monotonic())
             run.phases.append(phase)
             await FAULT_STEPS[name](run, phase)
+            await asyncio.sleep(config.settle)
+            if phase.injected_at is not None:
+                phase.recovered_s = recovery(run.ticks, phase.injected_at, time.monotonic())
             run.note(
                 f"{name}: recovered in "
                 + (
@@ -473,7 +489,6 @@ async def execute(config: ChaosConfig, state: Path, jars: Path, logs: Path, *, k
                     else "NOT within the timeout"
                 )
             )
-            await asyncio.sleep(config.settle)
         run.phases.append(Phase("drain", time.monotonic(), "sampling stopped; spools drain"))
         sampling_stop.set()
         run.note("sampling stopped: waiting for every spool to drain and every sample to be everywhere")

@@ -89,3 +89,13 @@ def test_a_fault_that_did_not_recover_fails() -> None:
     run.phases[1].recovered_s = None
     result = report.build(run)
     assert any("not recovered" in f for f in result.failures)
+
+
+def test_recovery_is_the_start_of_the_last_unbroken_whole_streak() -> None:
+    from ops.chaos.run import recovery
+
+    # Whole at first (the fault has not bitten yet), then late, then whole for good.
+    ticks = [(10.0, True), (10.5, True), (11.0, False), (15.0, False), (15.5, True), (16.0, True)]
+    assert recovery(ticks, 10.0, 16.0) == 5.5
+    assert recovery([(10.0, True), (10.5, True)], 10.0, 11.0) == 0.0
+    assert recovery([(10.0, True), (10.5, False)], 10.0, 11.0) is None
