@@ -99,12 +99,18 @@ class Deployables:
     def all(self) -> list[Child]:
         return [*self.ingest, *self.workers, *self.apis]
 
-    def stop_all(self) -> None:
-        for child in reversed(self.all):
-            if child.proc is not None and child.proc.poll() is None:
-                child.proc.send_signal(signal.SIGTERM)
-        for child in reversed(self.all):
-            child.stop()
+    def stop_all(self, grace: float = 10.0) -> None:
+        """SIGTERM to all at once, then SIGKILL to whatever still runs after `grace` seconds."""
+        running = [c.proc for c in self.all if c.proc is not None and c.proc.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in running:
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
 
 
 def build(

@@ -504,12 +504,21 @@ async def execute(config: ChaosConfig, state: Path, jars: Path, logs: Path, *, k
         run.wall_seconds = time.monotonic() - t0
         return run
     finally:
-        stop_all.set()
-        sampling_stop.set()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        for lb in balancers:
-            await lb.close()
-        stack.stop_all()
-        await asyncio.to_thread(services.stop if keep else services.destroy)
+        # Each step in a finally of its own: an interruption (a test's timeout) in one step must
+        # not leave the processes or the private services of the run behind.
+        try:
+            stop_all.set()
+            sampling_stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for lb in balancers:
+                await lb.close()
+        finally:
+            try:
+                stack.stop_all()
+            finally:
+                if keep:
+                    services.stop()
+                else:
+                    services.destroy()

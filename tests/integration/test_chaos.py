@@ -2,7 +2,9 @@
 private Kafka and PostgreSQL of its own, with every fault of the full run. It fails on any
 sample lost or stored twice, any stored sample a socket never received, any duplicate frame
 that Kafka copies do not explain, and any fault the system did not recover from.
-`FLEETPULSE_FULL=1` runs the full scenario (some fifteen minutes). CI cost: about 3 minutes."""
+`FLEETPULSE_FULL=1` runs the full scenario (some fifteen minutes). CI cost, measured on the shared
+2-core development machine under a load of 17 to 30: 4.5 to 10 minutes, most of it the private
+Kafka's two starts; a quiet machine takes less (not measured)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from ops.chaos.run import FAULTS, ChaosConfig, execute
 from schemas.settings import CommonSettings
 from tests.conftest import FULL, IN_CI
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 if FULL else 600)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 if FULL else 900)]
 
 
 async def test_faults_in_turn_lose_and_duplicate_nothing(tmp_path: Path) -> None:
