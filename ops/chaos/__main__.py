@@ -1,6 +1,6 @@
 """`python -m ops.chaos [--short] [--out DIR]`: run the chaos scenario and write its report.
 
-The full run (the default, `make chaos`) cuts one agent off for ten minutes and lasts some
+The full run (the default) cuts one agent off for ten minutes and lasts some
 fifteen; `--short` (CI's reduced suite) cuts it off for twenty seconds. Exit status 1 when any
 sample was lost or duplicated where it must not be, 2 when the run could not be carried out.
 """

@@ -1,4 +1,4 @@
-"""`make chaos` in CI: the reduced run (fewer agents, a 20 s cut instead of ten minutes) on a
+"""The chaos run in CI: the reduced run (fewer agents, a 20 s cut instead of ten minutes) on a
 private Kafka and PostgreSQL of its own, with every fault of the full run. It fails on any
 sample lost or stored twice, any stored sample a socket never received, any duplicate frame
 that Kafka copies do not explain, and any fault the system did not recover from.
