@@ -5,8 +5,8 @@ acks, replay, backoff with full jitter) over a memory spool that records each ac
 Legacy agents speak the ChatOps dialect as its spec describes the agent: the key pre-flight
 before every connect, metrics under `data` with whole-second local times, exactly one
 `metrics_received` per frame within 5 s or the agent reconnects. Unlike the real legacy agent, a
-simulated one keeps an unacknowledged sample and sends it again after the reconnect, so that its
-samples can be counted too.
+simulated one keeps its unacknowledged samples and sends them again after the reconnect (up to
+`LEGACY_WINDOW` in flight), so that its samples can be counted too.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ from .ledger import AgentLedger
 log = logging.getLogger(__name__)
 GIB = 1024**3
 LEGACY_ACK_DEADLINE = 5.0  # the legacy agent's own deadline for `metrics_received`
+# Frames a simulated legacy agent has in flight while it catches up (the real one sends one every
+# 5 s and keeps no backlog; one at a time, a backlog would drain at one frame per round trip).
+LEGACY_WINDOW = 16
 
 
 class RecordingSpool(MemorySpool):
@@ -204,36 +207,63 @@ class LegacyAgent:
                 return
             self.ledger.connects += 1
             self.connected = True
+            replies: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+            reader = asyncio.create_task(_read_into(ws, replies))
             stopping = asyncio.create_task(stop.wait())
+            # Sample numbers sent on this socket and not yet answered, oldest first: ingest
+            # answers frames in the order they came (docs/protocol.md), one `metrics_received`
+            # each, so each answer acknowledges the oldest.
+            in_flight: deque[int] = deque()
             try:
                 while not stop.is_set():
-                    if not self.pending_samples:
+                    while len(in_flight) < LEGACY_WINDOW and len(in_flight) < len(self.pending_samples):
+                        n, frame = self.pending_samples[len(in_flight)]
+                        await ws.send(frame.decode())
+                        in_flight.append(n)
+                    if not in_flight:
                         self.wake.clear()
                         waiter = asyncio.create_task(self.wake.wait())
-                        await asyncio.wait(
-                            {waiter, stopping}, timeout=25, return_when=asyncio.FIRST_COMPLETED
+                        done, _ = await asyncio.wait(
+                            {waiter, stopping, reader}, timeout=25, return_when=asyncio.FIRST_COMPLETED
                         )
                         waiter.cancel()
-                        if not self.pending_samples:
-                            if not stop.is_set():
-                                await ws.send('{"type": "ping"}')
-                                await self._until(ws, "pong")
-                            continue
-                    n, frame = self.pending_samples[0]
-                    await ws.send(frame.decode())
-                    await self._until(ws, "metrics_received")
+                        if reader in done:
+                            reader.result()  # the socket ended
+                        if not self.pending_samples and not stop.is_set():
+                            await ws.send('{"type": "ping"}')
+                        continue
+                    reply = await self._next_reply(replies, reader)
+                    if reply.get("type") != "metrics_received":
+                        continue  # a pong; an error frame is no answer (the deadline decides)
+                    n = in_flight.popleft()
+                    done_n, _ = self.pending_samples.popleft()
+                    if done_n != n:
+                        raise AssertionError(f"{self.ledger.name}: answer for {n} but {done_n} was oldest")
                     # Acknowledged: Kafka has it. Only now does the sample leave the agent.
                     self.ledger.ack(n)
-                    self.pending_samples.popleft()
                     self.backoff.reset()
             finally:
-                stopping.cancel()
+                for task in (reader, stopping):
+                    task.cancel()
+                await asyncio.gather(reader, stopping, return_exceptions=True)
 
-    async def _until(self, ws: object, kind: str) -> None:
-        """Read until a frame of `kind` comes, within the legacy agent's deadline; else the
-        connection is dropped (TimeoutError), as the agent does."""
+    async def _next_reply(
+        self, replies: asyncio.Queue[dict[str, object]], reader: asyncio.Task[None]
+    ) -> dict[str, object]:
+        """The next frame from ingest within the legacy agent's deadline, else TimeoutError: the
+        connection is dropped and everything unanswered is sent again, as the agent does."""
         async with asyncio.timeout(LEGACY_ACK_DEADLINE):
-            while True:
-                frame = json.loads(await ws.recv())  # type: ignore[attr-defined]
-                if frame.get("type") == kind:
-                    return
+            getting = asyncio.create_task(replies.get())
+            try:
+                done, _ = await asyncio.wait({getting, reader}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                getting.cancel()
+            if getting in done:
+                return getting.result()
+            reader.result()  # raises why the socket ended
+            raise ConnectionError("the socket ended")
+
+
+async def _read_into(ws: object, replies: asyncio.Queue[dict[str, object]]) -> None:
+    while True:
+        replies.put_nowait(json.loads(await ws.recv()))  # type: ignore[attr-defined]
