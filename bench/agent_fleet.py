@@ -22,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,289 @@ def run_one(argv: list[str], counter: Any, agents: int, args: argparse.Namespace
             proc.wait()
     expected = agents / args.interval
     return {"cpu": cpu, "rate": got, "expected": expected, "rss": max(rss) / 2**20}
+
+
+# --- the load generator of `make bench` (capacity, end to end) ---------------------------------
+#
+# Lean agents on real sockets, many per process, in worker processes of their own: each opens its
+# socket (a legacy agent first asks the key pre-flight, as the ChatOps agent does before every
+# connect), authenticates, sends a frame every `interval` seconds at its own phase, and times
+# each frame from its send to its ack. An agent whose oldest frame waits longer than
+# `ack_deadline` for its ack counts every frame it waits for as missing and reconnects (what both
+# real agents do). `interval` 0: as fast as acks come back, `window` frames in flight (the
+# maximum of the end-to-end scenario).
+
+PROCESS_NAMES = ("python3", "postgres", "nginx", "node", "java", "redis-server", "sshd", "cron",
+                 "systemd", "dockerd", "containerd", "rsyslogd", "bash", "gunicorn", "celery",
+                 "haproxy", "chronyd", "journald", "snapd", "agetty")  # fmt: skip
+
+
+def seed_template(i: int) -> dict[str, Any]:
+    """The reference agent's metrics frame (fleetpulse_agent.wire), with its top processes."""
+    import random
+
+    from fleetpulse_agent.simulator import Walk
+    from fleetpulse_agent.wire import Process
+
+    frame = Walk.new(random.Random(i)).step(5.0)
+    procs = [
+        Process(pid=100 + n, name=name, cpu_percent=float(20 - n), memory_percent=1.5,
+                memory_rss_bytes=(50 + n) << 20, user="app", status="sleeping")
+        for n, name in enumerate(PROCESS_NAMES)
+    ]  # fmt: skip
+    d: dict[str, Any] = type(frame).to_dict(frame)
+    d["top_processes"] = [p.__dict__ for p in procs]
+    return d
+
+
+def legacy_template(server_id: str) -> dict[str, Any]:
+    """A ChatOps agent's frame (docs: the legacy dialect): ~2.3 KB with 20 processes."""
+    return {
+        "type": "metrics",
+        "data": {
+            "server_id": server_id,
+            "timestamp": "",
+            "cpu": {"usage_percent": 12.5, "cores": 4, "frequency_mhz": 2400},
+            "memory": {"total_gb": 15.54, "used_gb": 6.21, "available_gb": 8.97, "usage_percent": 39.9},
+            "disk": {"total_gb": 97.87, "used_gb": 41.3, "available_gb": 51.55, "usage_percent": 44.5},
+            "network": {"bytes_sent": 123456789, "bytes_recv": 987654321, "packets_sent": 345678,
+                        "packets_recv": 456789},
+            "containers": None,
+            "processes": [
+                {"pid": 1000 + n, "name": name, "cpu": round(20 / (n + 1), 1), "memory": 85.4 - n,
+                 "status": "sleep", "user": "www-data"}
+                for n, name in enumerate(PROCESS_NAMES)
+            ],
+        },
+    }  # fmt: skip
+
+
+@dataclass
+class LoadConfig:
+    url: str
+    dialect: str = "seed"  # seed | legacy
+    interval: float = 5.0  # seconds between frames; 0: flat out with `window` in flight
+    window: int = 32
+    ack_deadline: float = 5.0
+    watched: int = 0  # the first N agents of each worker report their send times (live latency)
+    connect_rate: float = 200.0  # new sockets per second, per worker
+
+
+@dataclass
+class LoadStats:
+    sent: int = 0
+    acked: int = 0
+    missing: int = 0
+    refused: int = 0
+    failed_connects: int = 0
+    drops: int = 0
+    latencies: list[float] = field(default_factory=list)
+    watched_sends: list[tuple[str, int, float]] = field(default_factory=list)  # server, ts ms, sent
+
+
+def _worker(conn: Any, agents: list[tuple[str, str]], cfg: LoadConfig) -> None:
+    import uvloop
+
+    uvloop.run(_worker_main(conn, agents, cfg))
+
+
+async def _worker_main(conn: Any, agents: list[tuple[str, str]], cfg: LoadConfig) -> None:
+    import asyncio
+    import collections
+    import random
+    from datetime import UTC, datetime, timedelta, timezone
+
+    import aiohttp
+    import orjson
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    stats = LoadStats()
+    running: list[asyncio.Task[None]] = []
+    http_base = cfg.url.replace("ws://", "http://").rpartition("/api/v1/")[0]
+    local = timezone(timedelta(hours=2))  # ChatOps sends the host's offset
+    session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=20))
+
+    async def agent(index: int, key: str, server_id: str) -> None:
+        rng = random.Random(index)
+        watched = index < cfg.watched
+        template = legacy_template(server_id) if cfg.dialect == "legacy" else seed_template(index)
+        seq = 0
+
+        async def connected(ws: Any) -> int:
+            """One socket's life: frames out, acks in, until it drops; the frames left unacked."""
+
+            pending: collections.OrderedDict[int, float] = collections.OrderedDict()
+            credit = asyncio.Semaphore(cfg.window)
+
+            async def receive() -> None:
+                async for raw in ws:
+                    msg = orjson.loads(raw)
+                    kind = msg.get("type")
+                    if kind == "ack" or kind == "metrics_received":
+                        if kind == "ack":
+                            sent = pending.pop(msg.get("seq"), None)
+                        else:
+                            sent = pending.popitem(last=False)[1] if pending else None
+                        if sent is not None:
+                            stats.acked += 1
+                            stats.latencies.append(time.time() - sent)
+                            credit.release()
+                    elif kind == "error" and msg.get("seq") in pending:
+                        pending.pop(msg["seq"])
+                        stats.refused += 1
+                        credit.release()
+
+            async def watchdog() -> None:
+                while True:
+                    await asyncio.sleep(1)
+                    if pending and time.time() - next(iter(pending.values())) > cfg.ack_deadline:
+                        stats.missing += len(pending)
+                        pending.clear()
+                        return
+
+            async def send() -> None:
+                nonlocal seq
+                if cfg.interval:
+                    await asyncio.sleep(rng.uniform(0, cfg.interval))
+                while True:
+                    await credit.acquire()
+                    seq += 1
+                    now = time.time()
+                    if cfg.dialect == "legacy":
+                        stamp = datetime.fromtimestamp(now, local).replace(microsecond=0)
+                        template["data"]["timestamp"] = stamp.isoformat()
+                        template["data"]["cpu"]["usage_percent"] = rng.uniform(0, 80)
+                        ts_ms = int(stamp.timestamp()) * 1000
+                    else:
+                        stamp = datetime.fromtimestamp(now, UTC)
+                        template["timestamp"], template["seq"] = stamp.isoformat(), seq
+                        template["cpu_percent"] = round(rng.uniform(0, 80), 2)
+                        ts_ms = round(stamp.timestamp() * 1000)
+                    pending[seq] = now
+                    await ws.send(orjson.dumps(template).decode())
+                    stats.sent += 1
+                    if watched:
+                        stats.watched_sends.append((server_id, ts_ms, now))
+                    if cfg.interval:
+                        await asyncio.sleep(cfg.interval - (time.time() - now))
+
+            tasks = [asyncio.ensure_future(c) for c in (receive(), watchdog(), send())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await ws.close()
+            return len(pending)
+
+        await asyncio.sleep(rng.uniform(0, 1))
+        while True:
+            if cfg.dialect == "legacy":
+                try:
+                    async with session.get(
+                        f"{http_base}/api/v1/api-keys/me", headers={"X-API-Key": key}
+                    ) as r:
+                        if r.status != 200:
+                            raise OSError(f"pre-flight {r.status}")
+                except (OSError, aiohttp.ClientError, TimeoutError):
+                    stats.failed_connects += 1
+                    await asyncio.sleep(rng.uniform(1, 5))
+                    continue
+            try:
+                ws = await connect(cfg.url, open_timeout=20, ping_interval=None, max_size=1 << 22)
+                await ws.send(orjson.dumps({"type": "auth", "api_key": key}).decode())
+                reply = orjson.loads(await asyncio.wait_for(ws.recv(), 20))
+                if reply.get("type") != "auth_success":
+                    raise OSError(f"auth answered {reply}")
+            except Exception:  # any failed connect is counted, whatever it raised
+                stats.failed_connects += 1
+                await asyncio.sleep(rng.uniform(1, 5))
+                continue
+            stats.missing += await connected(ws)
+            stats.drops += 1
+            await asyncio.sleep(rng.uniform(1, 5))
+
+    async def grow(target: int) -> None:
+        while len(running) < min(target, len(agents)):
+            i = len(running)
+            running.append(asyncio.ensure_future(agent(i, *agents[i])))
+            await asyncio.sleep(1 / cfg.connect_rate)
+
+    grower: asyncio.Future[None] | None = None
+    while True:
+        command, arg = await loop.run_in_executor(None, conn.recv)
+        if command == "config":  # the running agents read cfg at every frame: a new pace at once
+            for name, value in arg.items():
+                setattr(cfg, name, value)
+            conn.send(("ok", None))
+        elif command == "target":
+            grower = asyncio.ensure_future(grow(arg))
+            conn.send(("ok", None))
+        elif command == "collect":
+            if arg and grower is not None:
+                await grower
+            out = stats
+            stats = LoadStats()
+            conn.send(("stats", out))
+        else:
+            for t in running:
+                t.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            await session.close()
+            conn.send(("stopped", None))
+            return
+
+
+class FleetLoad:
+    """`procs` worker processes sharing `agents` round robin; `target(n)` grows the fleet to n."""
+
+    def __init__(self, agents: list[tuple[str, str]], cfg: LoadConfig, procs: int) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.pipes: list[Any] = []
+        self.procs: list[Any] = []
+        for i in range(procs):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(child, agents[i::procs], cfg), daemon=True)
+            p.start()
+            self.pipes.append(parent)
+            self.procs.append(p)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def _ask(self, command: str, arg: Any) -> list[Any]:
+        for p in self.pipes:
+            p.send((command, arg))
+        return [p.recv()[1] for p in self.pipes]
+
+    def configure(self, **changes: Any) -> None:
+        """Change the running agents' pace (`interval`, `ack_deadline`); `window` is per socket."""
+        self._ask("config", changes)
+
+    def target(self, agents: int) -> None:
+        n = len(self.pipes)
+        for i, p in enumerate(self.pipes):
+            p.send(("target", agents // n + (1 if i < agents % n else 0)))
+        for p in self.pipes:
+            p.recv()
+
+    def collect(self, wait_grown: bool = False) -> LoadStats:
+        """What every worker counted since the last collect (after the fleet grew, if asked)."""
+        total = LoadStats()
+        for s in self._ask("collect", wait_grown):
+            for name in ("sent", "acked", "missing", "refused", "failed_connects", "drops"):
+                setattr(total, name, getattr(total, name) + getattr(s, name))
+            total.latencies += s.latencies
+            total.watched_sends += s.watched_sends
+        return total
+
+    def stop(self) -> None:
+        self._ask("stop", None)
+        for p in self.procs:
+            p.join(30)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -43,8 +44,8 @@ from stream_processors.alerts.engine import ServerStates, evaluate_batch
 from tests.support.alerts import T0, Bus, new_env, wait_for
 from tests.support.topics import delete_topics, read_from_beginning
 
-ADMIN_DSN = "postgresql://fleetpulse@127.0.0.1:15432/postgres"
-BOOTSTRAP = "127.0.0.1:19092"
+ADMIN_DSN = os.environ.get("FLEETPULSE_TEST_ADMIN_DSN", "postgresql://fleetpulse@127.0.0.1:15432/postgres")
+BOOTSTRAP = os.environ.get("FLEETPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
 
 
 def rules_for(server: uuid.UUID, owner: uuid.UUID) -> list[AlertRule]:
