@@ -1,10 +1,14 @@
 """report.md and its PNG figures from results.json: the summary table (every scenario's rows with
 its same-run limit and ratio, and the command that measured it), then a section per scenario with
-its figure. Each figure carries, in the image itself, what it ran on (machine.caption)."""
+its figure. Each figure carries, in the image itself, what it ran on (machine.caption).
+
+    python -m bench.suite.report bench/results/<run>    # again, from its results.json
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,8 @@ def write(out: Path, results: dict[str, Any]) -> None:
             sections.append(f"![{name}]({file})\n")
         sections.append(f"{caption}; {entry['seconds']:.0f} s.\n")
         sections.append(table(result["summary"]) + "\n")
+        if name == "capacity":
+            sections.append(capacity_details(result))
         naive = result.get("naive")
         if isinstance(naive, dict) and "error" in naive:
             sections.append(
@@ -210,3 +216,63 @@ DRAWINGS: dict[str, Callable[[dict[str, Any], str, Path], None]] = {
     "backfill": draw_stage("Backfill: auth to last history frame vs plain SQL (ms)"),
     "capacity": draw_capacity,
 }
+
+
+def capacity_details(result: dict[str, Any]) -> str:
+    """Per dialect: each step's figures, and the top costs of the stack's processes (py-spy) at
+    the largest size held and at the first one not held."""
+    out = []
+    for dialect, d in result["dialects"].items():
+        out.append(f"### {dialect} dialect: {d['held']:,} agents held\n")
+        out.append(
+            "| agents | ack p50 | ack p99 | live p99 | lag (s) | missing | failed connects "
+            "| CPU % of a core | held |"
+        )
+        out.append("|---|---|---|---|---|---|---|---|---|")
+        for s in d["steps"]:
+            cpu = ", ".join(f"{k} {v:.0f}" for k, v in s["cpu"].items() if v is not None)
+            lag = ", ".join(f"{k} {v:.1f}" for k, v in s["lag"].items())
+            held = "yes" if s["held"] else "no: " + ", ".join(s["failed"])
+            acks = f"{_ms(s['ack_p50'])} | {_ms(s['ack_p99'])} | {_ms(s['live_p99'])}"
+            out.append(
+                f"| {s['agents']:,} | {acks} | {lag} | {s['missing']} | {s['failed_connects']} "
+                f"| {cpu} | {held} |"
+            )
+        out.append("")
+        held_steps = [s for s in d["steps"] if s["held"]]
+        ends: list[tuple[str, dict[str, Any] | None]] = [
+            ("largest held", held_steps[-1] if held_steps else None),
+            ("first not held", _first_failed(d)),
+        ]
+        for label, at in ends:
+            if at is None or not at.get("profile"):
+                continue
+            out.append(f"Top costs at {at['agents']:,} agents ({label}), py-spy, own time:\n")
+            for proc, prof in at["profile"].items():
+                if "error" in prof:
+                    out.append(f"- {proc}: no profile ({prof['error'][:200]})")
+                else:
+                    tops = "; ".join(f"{t['function']} {t['share']:.0%}" for t in prof["top"])
+                    out.append(f"- {proc} ({prof['samples']} samples): {tops}")
+            out.append("")
+    return "\n".join(out) + "\n"
+
+
+def _first_failed(d: dict[str, Any]) -> dict[str, Any] | None:
+    return next((s for s in d["steps"] if not s["held"]), None)
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v * 1000:,.0f} ms"
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        sys.exit(__doc__)
+    out = Path(sys.argv[1])
+    write(out, json.loads((out / "results.json").read_text()))
+    print(out / "report.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -30,6 +30,7 @@ class Context:
     state: Path
     progress: Progress
     shared_stack: Stack | None = None
+    reduced: bool = False  # --reduced: the full scenarios at smaller sizes (a shorter run)
 
     def step(self, message: str) -> None:
         self.progress.step(message)
@@ -97,19 +98,21 @@ def run(args: argparse.Namespace) -> Path:
     out = Path(args.out) if args.out else ROOT / "bench" / "results" / stamp
     out.mkdir(parents=True, exist_ok=True)
     state = out / "state"
-    progress = Progress({n: m.estimate(args.smoke) for n, m in chosen})
+    scale = 0.35 if args.reduced and not args.smoke else 1.0
+    progress = Progress({n: m.estimate(args.smoke) * scale for n, m in chosen})
     progress.current = "services"
     progress.step(f"starting ({args.services}); results in {out}")
     svc = services.start(args.services)
     info = machine.describe(svc.kafka_version, svc.postgres_version, svc.timescaledb_version)
     results: dict[str, Any] = {
         "smoke": args.smoke,
+        "reduced": args.reduced and not args.smoke,
         "services": args.services,
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "scenarios": {},
     }
-    ctx = Context(svc, args.smoke, out, state, progress)
+    ctx = Context(svc, args.smoke, out, state, progress, reduced=args.reduced and not args.smoke)
     try:
         for name, module in chosen:
             progress.begin(name)
@@ -154,6 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a tiny run: every scenario, minutes")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument(
+        "--reduced", action="store_true", help="every scenario at smaller sizes (sizes in results.json)"
+    )
     parser.add_argument("--out", default="", help="results folder (default bench/results/<timestamp>)")
     parser.add_argument(
         "--services",

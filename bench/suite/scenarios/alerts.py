@@ -20,11 +20,11 @@ def estimate(smoke: bool) -> float:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    servers, samples = (5, 20) if ctx.smoke else (100, 200)
+    servers, samples = (5, 20) if ctx.smoke else (50, 100) if ctx.reduced else (100, 200)
     runs = 1 if ctx.smoke else 3
     args = ["--servers", str(servers), "--samples", str(samples)]
     if "--latency-seconds" in sb.options(MODULE):
-        args += ["--latency-seconds", "3" if ctx.smoke else "20"]
+        args += ["--latency-seconds", "3" if ctx.smoke else "10" if ctx.reduced else "20"]
     ctx.step(f"{MODULE} {' '.join(args)}, {runs} run(s)")
     out = sb.run(MODULE, args, ctx.services, ctx.out, runs, timeout=1800)
     per_run = [parse(r.stdout) for r in out]

@@ -36,7 +36,7 @@ def estimate(smoke: bool) -> float:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    servers, measured, runs = (10, 3, 1) if ctx.smoke else (1000, 10, 3)
+    servers, measured, runs = (10, 3, 1) if ctx.smoke else (300, 5, 3) if ctx.reduced else (1000, 10, 3)
     stack = ctx.open_stack("backfill")
     try:
         fleet = stack.provision(servers, rules=False)

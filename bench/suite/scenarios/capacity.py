@@ -45,6 +45,8 @@ def _sizes(smoke: bool) -> dict[str, Any]:
 
 def run(ctx: Any) -> dict[str, Any]:
     size = _sizes(ctx.smoke)
+    if ctx.reduced:
+        size |= {"settle": 5, "windows": 2, "window": 10, "profile_seconds": 5}
     dialects = {d: ramp(ctx, d, size) for d in ("seed", "legacy")}
     top = max(r["agents"] for d in dialects.values() for r in d["steps"])
     ctx.step(f"same-run limit: the generator against a bare acking server, {top} agents")
@@ -62,7 +64,7 @@ def run(ctx: Any) -> dict[str, Any]:
                 f"bare acking server, same generator ({raw['ack_p99'] * 1000:.0f} ms p99 at {top})",
             )
         )
-    return {"dialects": dialects, "bare": raw, "summary": summary, "criteria": criteria()}
+    return {"dialects": dialects, "bare": raw, "summary": summary, "criteria": criteria(), "sizes": size}
 
 
 def criteria() -> dict[str, float]:
@@ -158,8 +160,8 @@ def step(
         n, windows, began.failed_connects + settled.failed_connects, began.missing + settled.missing
     )
     if not ctx.smoke:
-        ctx.step(f"{dialect}: {n} agents: py-spy, 10 s")
-        result["profile"] = profile.record(stack.pids(), seconds=10)
+        ctx.step(f"{dialect}: {n} agents: py-spy, {size.get('profile_seconds', 10)} s")
+        result["profile"] = profile.record(stack.pids(), seconds=size.get("profile_seconds", 10))
     return result
 
 

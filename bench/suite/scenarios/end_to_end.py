@@ -37,6 +37,8 @@ def _sizes(smoke: bool) -> dict[str, Any]:
 
 def run(ctx: Any) -> dict[str, Any]:
     size = _sizes(ctx.smoke)
+    if ctx.reduced:
+        size |= {"agents": 50, "settle": 5, "window": 10}
     stack = ctx.open_stack("end-to-end")
     phases: dict[str, Any] = {}
     try:

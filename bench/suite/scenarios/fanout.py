@@ -29,7 +29,7 @@ def last_json(stdout: str) -> dict[str, Any]:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    sizes = [20] if ctx.smoke else [1000, 5000, 10_000]
+    sizes = [20] if ctx.smoke else [1000, 5000] if ctx.reduced else [1000, 5000, 10_000]
     servers = 10 if ctx.smoke else 1000
     # The latency phase at 100 samples/s: 1,000 deliveries/s at 10,000 sockets (10 per server).
     full = ["--burst", "5", "--rate", "100", "--steady-samples", "2", "--client-procs", "3"]

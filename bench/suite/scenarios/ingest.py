@@ -17,7 +17,7 @@ def estimate(smoke: bool) -> float:
 
 def run(ctx: Any) -> dict[str, Any]:
     agents = [1, 5] if ctx.smoke else [1, 10, 50]
-    frames = 300 if ctx.smoke else 20_000
+    frames = 300 if ctx.smoke else 5_000 if ctx.reduced else 20_000
     runs = 1 if ctx.smoke else 3
     args = ["--frames", str(frames), "--agents", *map(str, agents)]
     ctx.step(f"{MODULE} {' '.join(args)} --runs {runs}")

@@ -16,7 +16,7 @@ def estimate(smoke: bool) -> float:
 
 
 def run(ctx: Any) -> dict[str, Any]:
-    servers, samples = (5, 10) if ctx.smoke else (100, 100)
+    servers, samples = (5, 10) if ctx.smoke else (50, 100) if ctx.reduced else (100, 100)
     runs = 1 if ctx.smoke else 3
     args = ["--servers", str(servers), "--samples", str(samples)]
     ctx.step(f"{MODULE} {' '.join(args)} --runs {runs}")
