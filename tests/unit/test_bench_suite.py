@@ -126,3 +126,42 @@ def test_check_refuses_malformed_rows() -> None:
     assert check.row_problems({**good, "ratio": None}) == ["a limit (2.0) without a ratio"]
     assert check.row_problems({**good, "limit": None}) == ["a ratio without a limit"]
     assert check.row_problems({**good, "unit": ""}) == ["no unit"]
+
+
+def test_alerts_rows_from_the_engines_json_result() -> None:
+    from bench.suite.scenarios import alerts
+
+    fig = {"unit": "samples/s", "higher_is_better": True}
+    run = stagebench.StageRun(
+        ["python", "-m", "bench.alerts_throughput"],
+        "",
+        {
+            "figures": [
+                {**fig, "name": "decode", "median": 1000.0, "limit": None, "ratio": None},
+                {**fig, "name": "evaluation", "median": 500.0, "limit": "decode", "ratio": 0.45},
+                {**fig, "name": "consume_decode", "median": 800.0, "limit": None, "ratio": None},
+                {
+                    **fig,
+                    "name": "worker_of_consume",
+                    "median": 400.0,
+                    "limit": "consume_decode",
+                    "ratio": 0.5,
+                },
+                {
+                    "name": "latency_p99_ms",
+                    "unit": "ms",
+                    "higher_is_better": False,
+                    "median": 120.0,
+                    "limit": None,
+                    "ratio": None,
+                },
+            ]
+        },
+    )
+    rows = alerts.from_json(run, 3)
+    assert [(r["value"], r["limit"], r["ratio"]) for r in rows] == [
+        (500.0, 1000.0, 0.45),
+        (400.0, 800.0, 0.5),
+        (120.0, None, None),
+    ]
+    assert all(check.row_problems(r) == [] for r in rows)
