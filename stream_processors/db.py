@@ -411,13 +411,27 @@ SET sum = r.sum + EXCLUDED.sum, count = r.count + EXCLUDED.count,
     last = CASE WHEN EXCLUDED.last_time > r.last_time THEN EXCLUDED.last ELSE r.last END,
     last_time = GREATEST(r.last_time, EXCLUDED.last_time)"""
 
-_TIER = """
-{name} AS (
-    INSERT INTO {table} AS r (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
-    SELECT server_id, metric, label, time_bucket(INTERVAL '{width}', time),
-           sum(value) / count(*), sum(value), min(value), max(value), last(value, time), max(time),
-           count(*)
+# The new samples' partial aggregates per minute (`batch_1m`), merged into the minute rows and,
+# grouped again by hour (partial aggregates combine like the rows themselves), into the hours.
+_BATCH_1M = """
+batch_1m AS (
+    SELECT server_id, metric, label, time_bucket(INTERVAL '1 minute', time) AS bucket,
+           sum(value) AS sum, min(value) AS min, max(value) AS max, last(value, time) AS last,
+           max(time) AS last_time, count(*) AS count
     FROM fresh GROUP BY 1, 2, 3, 4
+), minutes AS (
+    INSERT INTO metric_rollups_1m AS r
+        (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
+    SELECT server_id, metric, label, bucket, sum / count, sum, min, max, last, last_time, count
+    FROM batch_1m
+    {merge}
+), hours AS (
+    INSERT INTO metric_rollups_1h AS r
+        (server_id, metric, label, bucket, avg, sum, min, max, last, last_time, count)
+    SELECT server_id, metric, label, time_bucket(INTERVAL '1 hour', bucket),
+           sum(sum) / sum(count), sum(sum), min(min), max(max), last(last, last_time), max(last_time),
+           sum(count)
+    FROM batch_1m GROUP BY 1, 2, 3, 4
     {merge}
 )"""
 
@@ -491,8 +505,7 @@ WITH new_m AS (
     -- Buckets past the raw retention are left alone: their raw rows may be gone.
     WHERE v.time >= %(horizon)s
 ),
-{_TIER.format(name="minutes", table="metric_rollups_1m", width="1 minute", merge=_MERGE)},
-{_TIER.format(name="hours", table="metric_rollups_1h", width="1 hour", merge=_MERGE)}
+{_BATCH_1M.format(merge=_MERGE)}
 -- The stored interface samples whose predecessor is now a new (late) sample: their rate changed.
 SELECT server_id, interface, time FROM steps
 WHERE NOT new AND p_new AND time >= %(horizon)s
