@@ -82,6 +82,8 @@ def _client(keys_file: Path, url: str, out: Path, status: Path, stop_file: Path,
             self.connects.append(time.time())
             return server_id
 
+    stopped: dict[str, str] = {}  # agents whose connection loop ended with an error, and why
+
     async def agent(key: str, stop: asyncio.Event, conns: list[Timed], spools: list[Spool]) -> None:
         rng = random.Random(key)
         spool = Spool()
@@ -102,6 +104,10 @@ def _client(keys_file: Path, url: str, out: Path, status: Path, stop_file: Path,
         sampler = asyncio.create_task(sample())
         try:
             await conn.run_forever(stop)
+        except Exception as exc:
+            # Superseded or a refused key stops a real agent for good: counted, not hidden.
+            stopped[key] = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             sampler.cancel()
 
@@ -110,12 +116,15 @@ def _client(keys_file: Path, url: str, out: Path, status: Path, stop_file: Path,
         stop = asyncio.Event()
         conns: list[Timed] = []
         spools: list[Spool] = []
+        stopped.clear()
         tasks = [asyncio.create_task(agent(k, stop, conns, spools)) for k in keys]
         while not stop_file.exists():
             doc = {
                 "agents": len(keys),
                 "connected": sum(c.stats.connected for c in conns),
                 "connects": sum(len(c.connects) for c in conns),
+                "stopped": len(stopped),
+                "stopped_why": sorted({why.split(":")[0] for why in stopped.values()}),
             }
             tmp = status.with_suffix(".tmp")
             tmp.write_text(json.dumps(doc))
@@ -139,7 +148,7 @@ def _client(keys_file: Path, url: str, out: Path, status: Path, stop_file: Path,
 
 
 def _status(paths: list[Path]) -> dict[str, int]:
-    total = {"agents": 0, "connected": 0, "connects": 0}
+    total = {"agents": 0, "connected": 0, "connects": 0, "stopped": 0}
     for p in paths:
         with contextlib.suppress(OSError, ValueError):
             doc = json.loads(p.read_text())
@@ -148,7 +157,7 @@ def _status(paths: list[Path]) -> dict[str, int]:
     return total
 
 
-async def _wait(predicate: Any, within: float, what: str) -> None:
+async def _wait(predicate: Any, within: float, what: str, describe: Any = lambda: "") -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if predicate():
@@ -272,7 +281,12 @@ async def main() -> None:
             with (work / f"client-{i}.log").open("ab") as log:
                 clients.append(subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT))
         n = len(keys)
-        await _wait(lambda: _status(statuses)["connected"] == n, 240, f"{n} agents connected")
+        await _wait(
+            lambda: _status(statuses)["connected"] == n,
+            240,
+            f"{n} agents connected",
+            lambda: f"status of the clients: {_status(statuses)}",
+        )
         print(f"{n} agents connected; steady for {args.steady:g} s", flush=True)
         marks: list[tuple[float, float, float]] = []  # (steady_from, restart, up)
         load = [os.getloadavg()[0]]
@@ -291,6 +305,7 @@ async def main() -> None:
                 ),
                 300,
                 "every agent back",
+                lambda: f"status of the clients: {_status(statuses)}",
             )
             marks.append((steady_from, restart, up))
             load.append(os.getloadavg()[0])
