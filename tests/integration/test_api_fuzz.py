@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 
 from schemas.settings import CommonSettings
 from tests.conftest import FULL, IN_CI
+from tests.support.json_edges import Literal, encode
 
 EXAMPLES = 400 if FULL else (120 if IN_CI else 200)
 
@@ -63,37 +64,6 @@ EDGE_NUMBERS = [
 ]
 # JSON string literals (escaped, as a client sends them): lone surrogates, NUL.
 EDGE_STRINGS = ['"\\ud800"', '"x\\udfff"', '"a\\u0000b"']
-
-
-class Literal:
-    """A JSON literal put into a body as is (NaN, 1e309, an escaped lone surrogate)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def encode(body: Any) -> bytes:
-    """JSON text with every `Literal` spelled as given (json.dumps refuses or rewrites them)."""
-    literals: dict[str, str] = {}
-
-    def mark(value: Any) -> Any:
-        if isinstance(value, Literal):
-            key = f"@@literal-{len(literals)}@@"
-            literals[json.dumps(key)] = value.text
-            return key
-        if isinstance(value, dict):
-            return {k: mark(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [mark(v) for v in value]
-        return value
-
-    text = json.dumps(mark(body), allow_nan=True)
-    for key, literal in literals.items():
-        text = text.replace(key, literal)
-    return text.encode()
 
 
 EDGE_LITERALS = st.sampled_from([*EDGE_NUMBERS, *EDGE_STRINGS]).map(Literal)
