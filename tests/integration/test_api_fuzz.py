@@ -35,6 +35,9 @@ from tests.conftest import FULL, IN_CI
 from tests.support.json_edges import Literal, encode
 
 EXAMPLES = 400 if FULL else (120 if IN_CI else 200)
+# A hang guard, not a time limit: the walk sends ~1,700 requests one by one, which took 88 s on a
+# loaded 2-core machine and over 120 s (pytest's default here) on a more loaded one.
+pytestmark = pytest.mark.timeout(900 if FULL else 480)
 
 # Times at the edges of the calendar (with offsets that overflow once in UTC), and past the edges.
 EDGE_TIMES = [
