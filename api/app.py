@@ -18,10 +18,10 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from . import errors, expiry
+from . import errors, expiry, openapi
 from .commands import CommandBroker
 from .db.pool import close_pool, open_pool
-from .docs import install_docs
+from .docs import install_docs, install_problem_pages
 from .kafka import Producer
 from .live.routes import LIVE_KEY
 from .live.routes import router as live_router
@@ -106,6 +106,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_url="/openapi.json",
     )
     install_docs(app)
+    install_problem_pages(app)
     app.state.settings = settings
     app.add_middleware(ObserveMiddleware)
 
@@ -116,4 +117,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(live_router, prefix=API_PREFIX)
     app.include_router(ops.router)
     app.include_router(install.router)  # /install.sh and /agent/wheels/: the one-line agent install
+    openapi.install(app)
     return app

@@ -19,7 +19,7 @@ from schemas import tokens
 from .db import servers as servers_db
 from .db import users as users_db
 from .db.pool import Pool, connection
-from .errors import Forbidden, NotFound, Unauthorized
+from .errors import Forbidden, NotFound, TokenExpired, Unauthorized
 from .models import MAX_TAGS, Tag
 from .settings import ApiSettings
 from .state import Resources
@@ -69,7 +69,9 @@ def access_claims(settings: ApiSettings, token: str) -> tokens.TokenClaims:
             leeway=settings.token_leeway_seconds,
         )
     except tokens.TokenError as exc:
-        raise Unauthorized("token expired" if exc.expired else "invalid token") from exc
+        if exc.expired:
+            raise TokenExpired("token expired") from exc
+        raise Unauthorized("invalid token") from exc
 
 
 async def user_for_token(settings: ApiSettings, pool: Pool, token: str) -> CurrentUser:

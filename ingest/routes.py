@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from schemas import agent_wire as wire
 from schemas.canonical import AgentEvent, utcnow
+from schemas.problems import KINDS, PROBLEM_MEDIA_TYPE, problem
 
 from .errors import DatabaseUnavailable, IngestError
 from .runtime import Runtime, auth_failed_event
@@ -60,7 +61,7 @@ def build_router(ref: RuntimeRef) -> APIRouter:
         remote = request.client.host if request.client else "unknown"
         if runtime.limiter.blocked(remote):
             runtime.metrics.refusals.labels("preflight_rate_limited").inc()
-            return JSONResponse({"detail": "Too many failed attempts, retry later"}, status_code=429)
+            return _problem("rate-limited", "Too many failed attempts, retry later")
         if not x_api_key:
             runtime.limiter.failed(remote)
             runtime.metrics.refusals.labels("preflight_missing_key").inc()
@@ -68,7 +69,7 @@ def build_router(ref: RuntimeRef) -> APIRouter:
         try:
             check = await runtime.db.verify_key(x_api_key, runtime.pepper)
         except DatabaseUnavailable:
-            return JSONResponse({"detail": "Service unavailable, retry later"}, status_code=503)
+            return _problem("unavailable", "Service unavailable, retry later")
         if check.identity is None:
             runtime.limiter.failed(remote)
             runtime.metrics.refusals.labels(f"preflight_{check.reason}").inc()
@@ -94,8 +95,14 @@ def build_router(ref: RuntimeRef) -> APIRouter:
     return router
 
 
+def _problem(kind: str, detail: str) -> JSONResponse:
+    """An error answer of the pre-flight: problem details, as the API answers (schemas/problems.py)."""
+    body = problem(KINDS[kind], detail, KEY_PREFLIGHT_PATH)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_MEDIA_TYPE)
+
+
 def _unauthorized() -> JSONResponse:
-    return JSONResponse({"detail": wire.INVALID_KEY}, status_code=401)
+    return _problem("unauthorized", wire.INVALID_KEY)
 
 
 async def _send(websocket: WebSocket, frame: wire._Frame) -> None:

@@ -35,7 +35,7 @@ from ..db import backtest as backtest_db
 from ..db import servers as servers_db
 from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
-from ..errors import NotFound, Unprocessable
+from ..errors import NotFound, RangeTooLarge, Unprocessable
 from ..models import ApiTime
 from ..state import Resources
 
@@ -114,13 +114,7 @@ def _build(rule_id: uuid.UUID, owner_id: uuid.UUID, body: RuleIn, origin: str = 
             **body.model_dump(),
         )
     except ValidationError as exc:
-        raise Unprocessable(_first_error(exc)) from exc
-
-
-def _first_error(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error.get("loc", ()))
-    return f"{where}: {error['msg']}" if where else str(error["msg"])
+        raise Unprocessable.of(exc.errors(), prefix=("body",)) from exc
 
 
 async def _check_scope(resources: Resources, user: CurrentUser, server_id: uuid.UUID | None) -> None:
@@ -217,7 +211,7 @@ def _threshold_rule(threshold_id: uuid.UUID, user: CurrentUser, body: ThresholdI
     try:
         return rule_from_threshold(threshold_id, user.id, body, datetime.now(UTC))
     except ValidationError as exc:
-        raise Unprocessable(_first_error(exc)) from exc
+        raise Unprocessable.of(exc.errors(), prefix=("body",)) from exc
 
 
 @router.get("/thresholds")
@@ -333,7 +327,7 @@ async def _backtest(
     resources: Resources, user: CurrentUser, rule: AlertRule, start: datetime, end: datetime
 ) -> BacktestOut:
     if end <= start:
-        raise Unprocessable("start must be before end")
+        raise Unprocessable("start must be before end", loc=("body", "start"))
     async with connection(resources.pool) as conn:
         if rule.server_id is not None:
             servers = [rule.server_id]
@@ -342,7 +336,7 @@ async def _backtest(
         limit = resources.settings.backtest_max_samples
         count = await backtest_db.count_samples(conn, servers, start, end)
         if count > limit:
-            raise Unprocessable(
+            raise RangeTooLarge(
                 f"the range holds {count} samples, more than the limit of {limit}: narrow the range"
             )
         samples = await backtest_db.load_samples(conn, servers, start, end)
@@ -355,7 +349,7 @@ async def _backtest(
 async def backtest_new_rule(body: BacktestIn, user: UserDep, resources: ResourcesDep) -> BacktestOut:
     """What an unsaved rule would have fired over stored history (nothing is saved or sent)."""
     if body.rule is None:
-        raise Unprocessable("rule: required here")
+        raise Unprocessable("rule: required here", loc=("body", "rule"), error_type="missing")
     await _check_scope(resources, user, body.rule.server_id)
     rule = _build(uuid.uuid4(), user.id, body.rule)
     return await _backtest(resources, user, rule, body.start, body.end)

@@ -15,7 +15,7 @@ from ..db import users as users_db
 from ..db.errors import DuplicateError
 from ..db.pool import Conn, Record, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, SettingsDep, UserDep
-from ..errors import BadRequest, Conflict, Unauthorized
+from ..errors import Conflict, TokenExpired, Unauthorized, Unprocessable
 from ..models import LoginIn, PasswordChangeIn, RefreshIn, RegisterIn, Token, UserOut
 from ..passwords import hash_password, verify_password
 from ..settings import ApiSettings
@@ -131,7 +131,9 @@ async def refresh(body: RefreshIn, pool: PoolDep, settings: SettingsDep) -> Toke
             leeway=settings.token_leeway_seconds,
         )
     except tokens.TokenError as exc:
-        raise Unauthorized("refresh token expired" if exc.expired else "invalid refresh token") from exc
+        if exc.expired:
+            raise TokenExpired("refresh token expired") from exc
+        raise Unauthorized("invalid refresh token") from exc
     reused = False
     async with transaction(pool) as conn:
         row = await users_db.lock_refresh_token(conn, claims.token_id)
@@ -163,9 +165,9 @@ async def logout(user: UserDep, pool: PoolDep, settings: SettingsDep, body: Refr
                 settings.common.jwt_secret.get_secret_value(), body.refresh_token, "refresh"
             )
         except tokens.TokenError as exc:
-            raise BadRequest("invalid refresh token") from exc
+            raise Unprocessable("invalid refresh token", loc=("body", "refresh_token")) from exc
         if claims.subject != user.id or claims.family_id is None:
-            raise BadRequest("this refresh token is not yours")
+            raise Unprocessable("this refresh token is not yours", loc=("body", "refresh_token"))
         await users_db.revoke_refresh_family(conn, claims.family_id)
 
 

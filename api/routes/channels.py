@@ -21,7 +21,7 @@ from ..db import channels as channels_db
 from ..db import servers as servers_db
 from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
-from ..errors import Forbidden, NotFound, Unprocessable
+from ..errors import Forbidden, NotFound, QuotaExceeded, Unprocessable
 from ..models import ChannelIn, ChannelOut, ChannelPage, ChannelTestOut, ChannelUpdate
 from ..notify import send_test
 from ..observe import audit_detail, audit_server
@@ -75,7 +75,7 @@ async def create_channel(
     await _check_assignment(pool, user, body.server_id, body.rule_id)
     async with connection(pool) as conn:
         if await channels_db.count_channels(conn, user.id) >= settings.channels_max_per_user:
-            raise Unprocessable(f"at most {settings.channels_max_per_user} notification channels per user")
+            raise QuotaExceeded(f"at most {settings.channels_max_per_user} notification channels per user")
         row = await channels_db.insert_channel(
             conn,
             uuid.uuid4(),

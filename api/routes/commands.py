@@ -24,7 +24,7 @@ from ..commandline import CommandRejected, allowed_by, parse
 from ..db import commands as commands_db
 from ..db.pool import connection
 from ..deps import CurrentUser, ResourcesDep, UserDep, require_role
-from ..errors import BadGateway, Forbidden, NotFound, Unavailable, Unprocessable
+from ..errors import AgentOffline, BadGateway, Forbidden, NotFound, Unavailable, Unprocessable
 from ..live.routes import LIVE_KEY
 from ..live.service import LiveService
 from ..models import (
@@ -73,12 +73,20 @@ async def _send(
         raise Forbidden("remote commands are disabled for this server (an owner can enable them)")
     if command is not None:
         if len(command) > settings.command_max_length:
-            raise Unprocessable(f"the command is longer than {settings.command_max_length} characters")
+            raise Unprocessable(
+                f"the command is longer than {settings.command_max_length} characters",
+                loc=("body", "command"),
+                error_type="string_too_long",
+            )
         try:
             parsed = parse(command)
         except CommandRejected as exc:
             resources.metrics.commands.labels("refused").inc()
-            raise Unprocessable(f"the command is outside the accepted grammar: {exc}") from exc
+            raise Unprocessable(
+                f"the command is outside the accepted grammar: {exc}",
+                loc=("body", "command"),
+                error_type="command_grammar",
+            ) from exc
         if not allowed_by(list(config["command_allowlist"]), parsed):
             resources.metrics.commands.labels("refused").inc()
             raise Forbidden("the command is not in this server's allowlist")
@@ -90,7 +98,7 @@ async def _send(
     async with connection(resources.pool) as conn:
         if not await commands_db.agent_connected(conn, server_id, settings.agent_presence_stale_seconds):
             resources.metrics.commands.labels("offline").inc()
-            raise Unavailable("the server's agent is not connected")
+            raise AgentOffline("the server's agent is not connected")
         now = datetime.now(UTC)
         await commands_db.insert_command_request(
             conn,

@@ -22,7 +22,7 @@ from schemas.canonical import LogLevel
 from ..db import history as history_db
 from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
-from ..errors import Unprocessable
+from ..errors import RangeTooLarge, Unprocessable
 from ..models import ApiTime
 from ..settings import ApiSettings
 
@@ -109,7 +109,7 @@ def choose_resolution(settings: ApiSettings, start: datetime, end: datetime, ask
     """The resolution to use, or Unprocessable when the asked one cannot serve the range."""
     span = end - start
     if span <= timedelta(0):
-        raise Unprocessable("start must be before end")
+        raise Unprocessable("start must be before end", loc=("query", "start"))
     candidates = ("raw", "1m", "1h") if asked == "auto" else (asked,)
     for resolution in candidates:
         if span > _max_range(settings, resolution):
@@ -119,11 +119,11 @@ def choose_resolution(settings: ApiSettings, start: datetime, end: datetime, ask
             continue
         return resolution
     if asked == "auto":
-        raise Unprocessable(
+        raise RangeTooLarge(
             f"the range is too long: at most {settings.history_max_range_1h_days:g} days "
             f"and {settings.history_max_points} points"
         )
-    raise Unprocessable(
+    raise RangeTooLarge(
         f"resolution {asked} serves at most {_max_range(settings, asked)} and "
         f"{settings.history_max_points} points: ask a shorter range or a coarser resolution"
     )
@@ -136,7 +136,7 @@ def _range(start: datetime | None, end: datetime | None, default: timedelta) -> 
 
 def _check_points(settings: ApiSettings, rows: list[Record]) -> None:
     if len(rows) > settings.history_max_points:
-        raise Unprocessable(
+        raise RangeTooLarge(
             f"more than {settings.history_max_points} points: ask a shorter range or a coarser resolution"
         )
 
@@ -310,9 +310,9 @@ async def logs(
         raise Unprocessable(f"limit is at most {settings.logs_max_page}")
     start, end = _range(start, end, timedelta(days=1))
     if end <= start:
-        raise Unprocessable("start must be before end")
+        raise Unprocessable("start must be before end", loc=("query", "start"))
     if end - start > timedelta(days=settings.logs_max_range_days):
-        raise Unprocessable(f"the range is at most {settings.logs_max_range_days:g} days")
+        raise RangeTooLarge(f"the range is at most {settings.logs_max_range_days:g} days")
     after = _decode_cursor(cursor) if cursor else None
     async with connection(pool) as conn:
         rows = await history_db.search_logs(

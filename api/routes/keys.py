@@ -11,13 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Request, status
 
 from schemas import apikeys
+from schemas.agent_wire import INVALID_KEY
 from schemas.canonical import KeyRevocation
 
 from ..db import keys as keys_db
 from ..db import servers as servers_db
 from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
-from ..errors import BadRequest, NotFound, Unauthorized
+from ..errors import NotFound, Unauthorized, Unprocessable
 from ..install import install_command
 from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
 from .install import public_url
@@ -50,7 +51,7 @@ async def create_key(
     request.state.audit_server_id = body.server_id
     await require_role(pool, user, body.server_id, "owner")
     if body.expires_at is not None and body.expires_at <= datetime.now(UTC):
-        raise BadRequest("expires_at is in the past")
+        raise Unprocessable("expires_at is in the past", loc=("body", "expires_at"))
     plaintext, parsed = apikeys.generate()
     secret_hash = apikeys.hash_secret(settings.common.key_pepper.get_secret_value().encode(), parsed.secret)
     async with connection(pool) as conn:
@@ -69,7 +70,7 @@ async def key_me(
     expired key (one answer for all, so a caller learns nothing about other keys)."""
     parsed = apikeys.parse(x_api_key or "")
     if parsed is None:
-        raise Unauthorized("invalid API key")
+        raise Unauthorized(INVALID_KEY)
     async with connection(pool) as conn:
         row = await keys_db.get_api_key_by_lookup(conn, parsed.lookup_id)
     pepper = settings.common.key_pepper.get_secret_value().encode()
@@ -79,7 +80,7 @@ async def key_me(
         or not row["is_active"]
         or _expired(row["expires_at"])
     ):
-        raise Unauthorized("invalid API key")
+        raise Unauthorized(INVALID_KEY)
     return ApiKeyMe(server_id=row["server_id"], key_id=row["id"], name=row["name"], is_active=True)
 
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from schemas.problems import KINDS
+
+from .. import errors
 from ..db.errors import DatabaseError
 from ..db.pool import ping
 from ..deps import ResourcesDep
@@ -20,8 +23,8 @@ async def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/ready", responses={503: {"description": "a dependency is unreachable"}})
-async def ready(resources: ResourcesDep) -> JSONResponse:
+@router.get("/ready")
+async def ready(request: Request, resources: ResourcesDep) -> JSONResponse:
     """Readiness: the database and Kafka both answer."""
     checks: dict[str, str] = {}
     try:
@@ -34,8 +37,11 @@ async def ready(resources: ResourcesDep) -> JSONResponse:
         checks["kafka"] = "ok"
     except ApiError as exc:
         checks["kafka"] = exc.detail
-    ok = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ok else "not ready", **checks}, status_code=200 if ok else 503)
+    if all(value == "ok" for value in checks.values()):
+        return JSONResponse({"status": "ready", **checks})
+    down = ", ".join(f"{name} {value}" for name, value in checks.items() if value != "ok")
+    # Not ready is an error answer like any other (problem details), the checks as extensions.
+    return errors.answer(request.scope, KINDS["unavailable"], f"not ready: {down}", extensions=checks)
 
 
 @router.get("/metrics", response_class=Response)

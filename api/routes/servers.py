@@ -14,7 +14,7 @@ from ..db import servers as servers_db
 from ..db import users as users_db
 from ..db.pool import Pool, Record, connection, transaction
 from ..deps import PoolDep, ResourcesDep, TagsQuery, UserDep, require_role
-from ..errors import BadRequest, NotFound
+from ..errors import NotFound, Unprocessable
 from ..models import (
     CommandSettingsIn,
     ServerIn,
@@ -114,12 +114,14 @@ async def set_command_settings(
     """Turn remote commands on or off and set the allowlist (regular expressions; a command must
     match one in full). Owners only."""
     await require_role(pool, user, server_id, "owner")
-    for pattern in body.command_allowlist:
+    for index, pattern in enumerate(body.command_allowlist):
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise BadRequest(
-                f"allowlist pattern {pattern!r} is not a valid regular expression: {exc}"
+            raise Unprocessable(
+                f"allowlist pattern {pattern!r} is not a valid regular expression: {exc}",
+                loc=("body", "command_allowlist", index),
+                error_type="invalid_pattern",
             ) from exc
     async with connection(pool) as conn:
         await servers_db.update_server(
@@ -149,7 +151,7 @@ async def share_server(server_id: uuid.UUID, body: ShareIn, user: UserDep, pool:
             raise NotFound("no user with this email")
         owner_id = await servers_db.server_owner_id(conn, server_id)
         if target["id"] == owner_id:
-            raise BadRequest("the server's owner already has every right")
+            raise Unprocessable("the server's owner already has every right", loc=("body", "email"))
         await servers_db.upsert_share(conn, server_id, target["id"], body.role, user.id)
         rows = await servers_db.list_shares(conn, server_id)
     return next(ShareOut(**dict(row)) for row in rows if row["user_id"] == target["id"])

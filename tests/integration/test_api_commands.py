@@ -20,6 +20,7 @@ from schemas import topics
 from schemas.canonical import COMMAND_REQUEST, CommandRequest, CommandResult
 from schemas.settings import CommonSettings
 from tests.support.api_client import api_settings, create_server, register, running_api
+from tests.support.problems import assert_problem
 
 
 class TestAgent:
@@ -141,7 +142,9 @@ async def test_command_round_trip_and_safeguards(
             json={"commands_enabled": True, "command_allowlist": ["(unclosed"]},
             headers=owner.headers,
         )
-        assert r.status_code == 400
+        assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["errors"][0]["loc"] == ["body", "command_allowlist", 0]
+        assert r.json()["errors"][0]["type"] == "invalid_pattern"
         r = await client.put(
             f"/api/v1/servers/{server_id}/commands",
             json={
@@ -183,7 +186,7 @@ async def test_command_round_trip_and_safeguards(
 
         # No answer within the timeout: 504, and the request still counted in history.
         r = await client.post(url, json={"command": "never-answers"}, headers=operator.headers)
-        assert r.status_code == 504
+        assert_problem(r, 504, "agent-timeout")
 
         # History: who sent what, and the result.
         r = await client.get(f"{url}/history", headers=operator.headers)
@@ -202,7 +205,7 @@ async def test_command_round_trip_and_safeguards(
         before = len(agent.received)
         await db.execute("DELETE FROM agent_connections WHERE server_id = %s", (server_id,))
         r = await client.post(url, json={"command": "uptime"}, headers=operator.headers)
-        assert r.status_code == 503 and "not connected" in r.json()["detail"]
+        assert "not connected" in assert_problem(r, 503, "agent-offline")["detail"]
         assert len(agent.received) == before
         # A claim that stopped being refreshed is a dead ingest process: offline too.
         await db.execute(

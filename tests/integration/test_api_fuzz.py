@@ -30,6 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
+from schemas.problems import PROBLEM_MEDIA_TYPE, Problem
 from schemas.settings import CommonSettings
 from tests.conftest import FULL, IN_CI
 from tests.support.json_edges import Literal, encode
@@ -267,6 +268,22 @@ def test_no_input_gets_a_server_error(
     except httpx.InvalidURL:
         reject()  # the client refuses to send it (a query over 64 KiB): nothing reached the server
     assert response.status_code < 500, f"{method} {url} {kwargs}: {response.status_code} {response.text}"
+    assert not_a_problem(response) is None, f"{method} {url} {kwargs}: {not_a_problem(response)}"
+
+
+def not_a_problem(response: httpx.Response) -> str | None:
+    """Why an error answer is not problem details (RFC 9457) of its own status; None when it is."""
+    if response.status_code < 400:
+        return None
+    if response.headers.get("content-type") != PROBLEM_MEDIA_TYPE:
+        return f"{response.status_code} as {response.headers.get('content-type')}: {response.text[:200]}"
+    try:
+        body = Problem.model_validate_json(response.content)
+    except ValueError as exc:
+        return f"{response.status_code}: not a problem body ({exc}): {response.text[:200]}"
+    if body.status != response.status_code:
+        return f"{response.status_code} whose body says status {body.status}"
+    return None
 
 
 # --- the walk: every operation, each edge value in each parameter and body field, one at a time ---
@@ -446,6 +463,8 @@ def test_every_operation_refuses_edge_values_without_a_server_error(
             response = client.request(method, url, headers=headers, **kwargs)
         if response.status_code >= 500:
             failures.append(f"{label}: {response.status_code} {response.text[:120]}")
+        elif (why := not_a_problem(response)) is not None:
+            failures.append(f"{label}: {why}")
     print(f"{sent} requests walked, {len(failures)} server errors")
     assert sent > 500, "the walk found too few places: is the OpenAPI document complete?"
     assert failures == [], "\n".join(failures)

@@ -138,7 +138,7 @@ async def test_key_lifecycle(common_settings: CommonSettings, db: psycopg.AsyncC
         r = await client.post(
             "/api/v1/api-keys", json={"server_id": str(server_id), "expires_at": past}, headers=owner.headers
         )
-        assert r.status_code == 400
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "expires_at"]
         r = await client.post(
             "/api/v1/api-keys", json={"server_id": str(uuid.uuid4())}, headers=owner.headers
         )

@@ -83,6 +83,15 @@ async def test_preflight_answers_the_key_or_401(
         for bad in (inactive.plaintext, expired.plaintext, "fpk_AAAAAAAAAAAA_" + "A" * 43):
             refused = await client.get("/api/v1/api-keys/me", headers={"X-API-Key": bad})
             assert refused.status_code == 401
+            # Problem details, with the seed's text kept as `detail` (what the legacy agent prints).
+            assert refused.headers["content-type"] == "application/problem+json"
+            assert refused.json() == {
+                "type": "/problems/unauthorized",
+                "title": "Not authenticated",
+                "status": 401,
+                "detail": "Invalid or inactive API key",
+                "instance": "/api/v1/api-keys/me",
+            }
         assert (await client.get("/api/v1/api-keys/me")).status_code == 401
 
 

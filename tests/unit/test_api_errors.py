@@ -120,7 +120,14 @@ async def test_an_unhandled_exception_is_a_500_and_the_connection_stays_usable()
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as client:
             first = await client.get("/boom")
-            assert (first.status_code, first.json()) == (500, {"detail": "internal error"})
+            assert (first.status_code, first.headers["content-type"]) == (500, "application/problem+json")
+            assert first.json() == {
+                "type": "/problems/internal-error",
+                "title": "Internal error",
+                "status": 500,
+                "detail": "internal error",
+                "instance": "/boom",
+            }
             # The same kept-alive connection answers the next request (Starlette's own guard
             # re-raises, and uvicorn then closed it: this request failed with a ReadError).
             second = await client.get("/fine")

@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from api.commandline import allowed_by, parse
-from api.errors import TooManyRequests, Unprocessable
+from api.errors import RangeTooLarge, TooManyRequests, Unprocessable
 from api.observe import _template
 from api.ratelimit import RateLimiter
 from api.routes.history import choose_resolution
@@ -73,7 +73,7 @@ def test_resolution_choice(tmp_path: Path) -> None:
     assert choose(timedelta(minutes=1001)) == "1h"  # 1001 minutes > 1000 points
     assert choose(timedelta(days=41)) == "1h"
     for span, asked in ((timedelta(days=42), "auto"), (timedelta(days=1), "raw"), (timedelta(days=1), "1m")):
-        with pytest.raises(Unprocessable):
+        with pytest.raises(RangeTooLarge):
             choose(span, asked)
     with pytest.raises(Unprocessable):
         choose(timedelta(0))
