@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -92,6 +92,19 @@ Tag = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s,]+$"), STORABLE
 ]
 MAX_TAGS = 32
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list."""
+
+    items: list[T] = Field(description="this page's items, in the list's order")
+    next_cursor: str | None = Field(
+        description="pass it back as `cursor` for the next page; null when this page is the last",
+        examples=["WyJzZXJ2ZXJzIiwiMjAyNi0wMS0wMVQwMDowMDowMCswMDowMCIsIjNmMGMiXQ.c2lnbmF0dXJl"],
+    )
 
 
 class _In(BaseModel):
@@ -223,6 +236,14 @@ class ShareOut(BaseModel):
     created_at: datetime
 
 
+class ServerPage(Page[ServerOut]):
+    """A page of servers."""
+
+
+class SharePage(Page[ShareOut]):
+    """A page of a server's shares."""
+
+
 # --- the fleet summary ----------------------------------------------------------------------------
 
 
@@ -328,9 +349,8 @@ class ChannelOut(BaseModel):
     updated_at: datetime
 
 
-class ChannelPage(BaseModel):
-    items: list[ChannelOut]
-    next_cursor: str | None  # pass as `cursor` for the next page; null: no more
+class ChannelPage(Page[ChannelOut]):
+    """A page of notification channels."""
 
 
 class ChannelTestOut(BaseModel):
@@ -356,6 +376,10 @@ class ApiKeyOut(BaseModel):
     last_used: datetime | None
     expires_at: datetime | None
     created_at: datetime
+
+
+class ApiKeyPage(Page[ApiKeyOut]):
+    """A page of a server's API keys."""
 
 
 class ApiKeyCreated(ApiKeyOut):
@@ -447,6 +471,10 @@ class CommandHistoryOut(BaseModel):
     finished_at: datetime | None
 
 
+class CommandHistoryPage(Page[CommandHistoryOut]):
+    """A page of a server's command history."""
+
+
 # --- audit ---------------------------------------------------------------------------------------
 
 
@@ -461,3 +489,7 @@ class AuditOut(BaseModel):
     status: int
     client: str | None
     detail: dict[str, Any]
+
+
+class AuditPage(Page[AuditOut]):
+    """A page of audit rows."""

@@ -66,8 +66,9 @@ class ApiSettings(BaseSettings):
     # Notification channels: per owner at most this many; a test send waits at most this long.
     channels_max_per_user: int = Field(default=100, ge=1)
     channel_test_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-    channels_max_page: int = Field(default=500, ge=1)
-    logs_max_page: int = Field(default=500, ge=1)
+    # Every list (api/pagination.py): items per page at most, and when `limit` is left out.
+    page_max_items: int = Field(default=1000, ge=1, le=10_000)
+    page_default_items: int = Field(default=100, ge=1, le=10_000)
     logs_max_range_days: float = Field(default=31.0, gt=0)
 
     # The one-line agent install (`GET /install.sh`, docs/agent-install.md). `public_url` is this

@@ -60,17 +60,28 @@ async def get_rule(conn: Executor, owner_id: uuid.UUID, rule_id: uuid.UUID) -> a
 
 
 async def list_rules(
-    conn: Executor, owner_id: uuid.UUID, origin: str | None, server_id: uuid.UUID | None
+    conn: Executor,
+    owner_id: uuid.UUID,
+    origin: str | None,
+    server_id: uuid.UUID | None,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
 ) -> list[asyncpg.Record]:
+    """The owner's rules, oldest first, after the keyset position (created_at, id)."""
     return await conn.fetch(
         """
-        SELECT id, owner_id, server_id, origin, definition FROM alert_rules
+        SELECT id, owner_id, server_id, origin, definition, created_at FROM alert_rules
         WHERE owner_id = $1 AND ($2::text IS NULL OR origin = $2) AND ($3::uuid IS NULL OR server_id = $3)
-        ORDER BY created_at, id LIMIT 1000
+          AND ($4::timestamptz IS NULL OR (created_at, id) > ($4, $5))
+        ORDER BY created_at, id LIMIT $6
         """,
         owner_id,
         origin,
         server_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 
@@ -101,10 +112,11 @@ async def list_alerts(
     severity: str | None,
     start: datetime | None,
     end: datetime | None,
-    before: datetime | None,
+    after: tuple[datetime, uuid.UUID] | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Episodes on servers the user may see, newest first (`before`: started_at cursor)."""
+    """Episodes on servers the user may see, newest first, after the keyset position `after`
+    (started_at, episode_id), both descending."""
     return await conn.fetch(
         f"""
         SELECT {_ALERT_COLUMNS} FROM alerts a
@@ -116,8 +128,8 @@ async def list_alerts(
           AND ($4::text IS NULL OR a.severity = $4)
           AND ($5::timestamptz IS NULL OR a.started_at >= $5)
           AND ($6::timestamptz IS NULL OR a.started_at < $6)
-          AND ($7::timestamptz IS NULL OR a.started_at < $7)
-        ORDER BY a.started_at DESC, a.episode_id LIMIT $8
+          AND ($7::timestamptz IS NULL OR (a.started_at, a.episode_id) < ($7, $8))
+        ORDER BY a.started_at DESC, a.episode_id DESC LIMIT $9
         """,
         user_id,
         server_id,
@@ -125,7 +137,8 @@ async def list_alerts(
         severity,
         start,
         end,
-        before,
+        after[0] if after else None,
+        after[1] if after else None,
         limit,
     )
 

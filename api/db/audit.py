@@ -45,7 +45,8 @@ async def list_audit(
     before_id: int | None,
     limit: int,
 ) -> list[asyncpg.Record]:
-    """Newest first; `before_id` is the cursor (the last id of the previous page)."""
+    """Newest first, after the keyset position: rows with an id below `before_id` (the last id
+    of the previous page)."""
     return await conn.fetch(
         """
         SELECT id, time, user_id, server_id, method, path, action, status, client, detail

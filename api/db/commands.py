@@ -93,17 +93,20 @@ async def record_command_result(
 
 
 async def command_history(
-    conn: Executor, server_id: uuid.UUID, before: datetime | None, limit: int
+    conn: Executor, server_id: uuid.UUID, after: tuple[datetime, uuid.UUID] | None, limit: int
 ) -> list[asyncpg.Record]:
+    """Newest first, after the keyset position (requested_at, command_id), both descending."""
     return await conn.fetch(
         """
         SELECT command_id, server_id, requested_by, action, command, container_id, requested_at,
                success, exit_code, duration_ms, output, error, finished_at
         FROM command_history
-        WHERE server_id = $1 AND requested_at IS NOT NULL AND ($2::timestamptz IS NULL OR requested_at < $2)
-        ORDER BY requested_at DESC LIMIT $3
+        WHERE server_id = $1 AND requested_at IS NOT NULL
+          AND ($2::timestamptz IS NULL OR (requested_at, command_id) < ($2, $3))
+        ORDER BY requested_at DESC, command_id DESC LIMIT $4
         """,
         server_id,
-        before,
+        after[0] if after else None,
+        after[1] if after else None,
         limit,
     )

@@ -48,9 +48,18 @@ async def get_api_key_by_lookup(conn: Executor, lookup_id: str) -> asyncpg.Recor
     )
 
 
-async def list_api_keys(conn: Executor, server_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_api_keys(
+    conn: Executor, server_id: uuid.UUID, *, after: tuple[datetime, uuid.UUID] | None, limit: int
+) -> list[asyncpg.Record]:
+    """The server's keys, oldest first, after the keyset position (created_at, id)."""
     return await conn.fetch(
-        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE server_id = $1 ORDER BY created_at, id", server_id
+        f"""SELECT {_KEY_COLUMNS} FROM api_keys
+            WHERE server_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+            ORDER BY created_at, id LIMIT $4""",
+        server_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 

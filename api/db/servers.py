@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
@@ -87,16 +88,25 @@ _SERVER_WITH_ROLE = f"""
 
 
 async def list_servers(
-    conn: Executor, user_id: uuid.UUID, *, limit: int, offset: int, tags: list[str] | None = None
+    conn: Executor,
+    user_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+    tags: list[str] | None = None,
 ) -> list[asyncpg.Record]:
-    """Visible servers, oldest first; with `tags`, only those carrying every one of them."""
+    """Visible servers, oldest first, after the keyset position `after` (created_at, id); with
+    `tags`, only those carrying every one of them."""
     return await conn.fetch(
         _SERVER_WITH_ROLE
-        + " AND ($4::text[] IS NULL OR s.tags @> $4::text[]) ORDER BY s.created_at, s.id LIMIT $2 OFFSET $3",
+        + """ AND ($3::text[] IS NULL OR s.tags @> $3::text[])
+              AND ($4::timestamptz IS NULL OR (s.created_at, s.id) > ($4, $5))
+            ORDER BY s.created_at, s.id LIMIT $2""",
         user_id,
         limit,
-        offset,
         tags or None,
+        after[0] if after else None,
+        after[1] if after else None,
     )
 
 
@@ -155,14 +165,25 @@ async def upsert_share(
     )
 
 
-async def list_shares(conn: Executor, server_id: uuid.UUID) -> list[asyncpg.Record]:
+async def list_shares(
+    conn: Executor,
+    server_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None = None,
+    limit: int | None = None,
+) -> list[asyncpg.Record]:
+    """The server's shares, oldest first, after the keyset position (created_at, user_id)."""
     return await conn.fetch(
         """
         SELECT sh.server_id, sh.user_id, u.email, u.username, sh.role, sh.created_at
         FROM server_shares sh JOIN users u ON u.id = sh.user_id
-        WHERE sh.server_id = $1 ORDER BY sh.created_at, sh.user_id
+        WHERE sh.server_id = $1 AND ($2::timestamptz IS NULL OR (sh.created_at, sh.user_id) > ($2, $3))
+        ORDER BY sh.created_at, sh.user_id LIMIT $4
         """,
         server_id,
+        after[0] if after else None,
+        after[1] if after else None,
+        limit,
     )
 
 

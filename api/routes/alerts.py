@@ -14,8 +14,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request, status
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from alerting.replay import Episode, backtest
 from schemas.alerts import (
@@ -36,7 +36,8 @@ from ..db import servers as servers_db
 from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import NotFound, RangeTooLarge, Unprocessable
-from ..models import ApiTime
+from ..models import ApiTime, Page
+from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedBefore, legacy_page, negotiated
 from ..state import Resources
 
 router = APIRouter(prefix="/alerts", tags=["alerts"])
@@ -86,6 +87,24 @@ class AlertOut(BaseModel):
     acknowledged_at: datetime | None
     acknowledged_by: uuid.UUID | None
     resolved_by: uuid.UUID | None
+
+
+class RulePage(Page[RuleOut]):
+    """A page of alert rules."""
+
+
+class ThresholdPage(Page[Threshold]):
+    """A page of thresholds."""
+
+
+class AlertPage(Page[AlertOut]):
+    """A page of alert episodes."""
+
+
+RULES = Keyset("rules", (datetime, uuid.UUID))
+THRESHOLDS = Keyset("thresholds", (datetime, uuid.UUID))
+ALERTS = Keyset("alerts", (datetime, uuid.UUID))
+_THRESHOLD_LIST = TypeAdapter(list[Threshold])
 
 
 class BacktestIn(BaseModel):
@@ -163,13 +182,16 @@ async def create_rule(body: RuleIn, request: Request, user: UserDep, resources: 
 
 @router.get("/rules")
 async def list_rules(
-    user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
-) -> list[RuleOut]:
-    """The caller's rules (thresholds included), optionally those of one server."""
+    user: UserDep, pool: PoolDep, pager: PagerDep, server_id: Annotated[uuid.UUID | None, Query()] = None
+) -> RulePage:
+    """The caller's rules (thresholds included), optionally those of one server, oldest first."""
     async with connection(pool) as conn:
-        rows = await alerts_db.list_rules(conn, user.id, None, server_id)
-    rules = [AlertRule.model_validate(row["definition"]) for row in rows]
-    return [RuleOut(id=rule.rule_id, rule=rule) for rule in rules]
+        rows = await alerts_db.list_rules(
+            conn, user.id, None, server_id, after=pager.after(RULES), limit=pager.fetch
+        )
+    page, next_cursor = pager.cut(RULES, rows, lambda row: (row["created_at"], row["id"]))
+    rules = [AlertRule.model_validate(row["definition"]) for row in page]
+    return RulePage(items=[RuleOut(id=rule.rule_id, rule=rule) for rule in rules], next_cursor=next_cursor)
 
 
 @router.get("/rules/{rule_id}")
@@ -214,13 +236,22 @@ def _threshold_rule(threshold_id: uuid.UUID, user: CurrentUser, body: ThresholdI
         raise Unprocessable.of(exc.errors(), prefix=("body",)) from exc
 
 
-@router.get("/thresholds")
+@router.get("/thresholds", response_model=list[Threshold], openapi_extra=legacy_page(ThresholdPage))
 async def list_thresholds(
-    user: UserDep, pool: PoolDep, server_id: Annotated[uuid.UUID | None, Query()] = None
-) -> list[Threshold]:
+    user: UserDep,
+    pool: PoolDep,
+    pager: LegacyPagerDep,
+    server_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Response:
+    """The caller's thresholds, oldest first. A bare array, as the legacy spec has it; `Accept:
+    application/vnd.fleetpulse.page+json` answers the page (`{items, next_cursor}`) instead."""
     async with connection(pool) as conn:
-        rows = await alerts_db.list_rules(conn, user.id, "threshold", server_id)
-    return [_threshold(AlertRule.model_validate(row["definition"])) for row in rows]
+        rows = await alerts_db.list_rules(
+            conn, user.id, "threshold", server_id, after=pager.after(THRESHOLDS), limit=pager.fetch
+        )
+    page, next_cursor = pager.cut(THRESHOLDS, rows, lambda row: (row["created_at"], row["id"]))
+    items = [_threshold(AlertRule.model_validate(row["definition"])) for row in page]
+    return negotiated(pager, ThresholdPage(items=items, next_cursor=next_cursor), _THRESHOLD_LIST)
 
 
 @router.post("/thresholds", status_code=status.HTTP_201_CREATED)
@@ -267,9 +298,10 @@ async def list_alerts(
     severity: Annotated[Severity | None, Query()] = None,
     start: Annotated[ApiTime | None, Query(description="episodes that started at or after")] = None,
     end: Annotated[ApiTime | None, Query(description="episodes that started before")] = None,
-    before: Annotated[ApiTime | None, Query(description="cursor: started_at of the last row seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[AlertOut]:
+    *,
+    pager: PagerDep,
+    _before: RemovedBefore,
+) -> AlertPage:
     """Alert episodes on the servers the caller may see, newest first."""
     async with connection(pool) as conn:
         rows = await alerts_db.list_alerts(
@@ -280,10 +312,11 @@ async def list_alerts(
             severity=severity,
             start=start,
             end=end,
-            before=before,
-            limit=limit,
+            after=pager.after(ALERTS),
+            limit=pager.fetch,
         )
-    return [AlertOut(**dict(row)) for row in rows]
+    page, next_cursor = pager.cut(ALERTS, rows, lambda row: (row["started_at"], row["episode_id"]))
+    return AlertPage(items=[AlertOut(**dict(row)) for row in page], next_cursor=next_cursor)
 
 
 async def _alert_for(pool: Pool, user: CurrentUser, episode_id: uuid.UUID, needed: servers_db.Role) -> None:

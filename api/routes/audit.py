@@ -3,37 +3,48 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from ..db import audit as audit_db
-from ..db.pool import connection
+from ..db.pool import Record, connection
 from ..deps import PoolDep, UserDep, require_role
-from ..models import AuditOut
+from ..models import AuditOut, AuditPage
+from ..pagination import Keyset, Pager, PagerDep, RemovedBefore
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
-Before = Annotated[int | None, Query(ge=1, description="cursor: the id of the last row seen")]
-Limit = Annotated[int, Query(ge=1, le=500)]
+AUDIT = Keyset("audit", (int,))
+
+
+def _page(pager: Pager, rows: list[Record]) -> AuditPage:
+    page, next_cursor = pager.cut(AUDIT, rows, lambda row: (row["id"],))
+    return AuditPage(items=[AuditOut(**dict(row)) for row in page], next_cursor=next_cursor)
+
+
+def _before_id(pager: Pager) -> int | None:
+    after = pager.after(AUDIT)
+    return None if after is None else int(after[0])
 
 
 @router.get("/servers/{server_id}")
 async def server_audit(
-    server_id: uuid.UUID, user: UserDep, pool: PoolDep, before: Before = None, limit: Limit = 100
-) -> list[AuditOut]:
+    server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: PagerDep, _before: RemovedBefore
+) -> AuditPage:
     """State changes on the server, newest first (owners only)."""
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:
         rows = await audit_db.list_audit(
-            conn, server_id=server_id, user_id=None, before_id=before, limit=limit
+            conn, server_id=server_id, user_id=None, before_id=_before_id(pager), limit=pager.fetch
         )
-    return [AuditOut(**dict(row)) for row in rows]
+    return _page(pager, rows)
 
 
 @router.get("/me")
-async def my_audit(user: UserDep, pool: PoolDep, before: Before = None, limit: Limit = 100) -> list[AuditOut]:
+async def my_audit(user: UserDep, pool: PoolDep, pager: PagerDep, _before: RemovedBefore) -> AuditPage:
     """The caller's own state-changing requests, newest first."""
     async with connection(pool) as conn:
-        rows = await audit_db.list_audit(conn, server_id=None, user_id=user.id, before_id=before, limit=limit)
-    return [AuditOut(**dict(row)) for row in rows]
+        rows = await audit_db.list_audit(
+            conn, server_id=None, user_id=user.id, before_id=_before_id(pager), limit=pager.fetch
+        )
+    return _page(pager, rows)

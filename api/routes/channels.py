@@ -10,23 +10,25 @@ id in the row's detail.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import APIRouter, Query, Request, status
+from fastapi import APIRouter, Request, status
 
 from schemas.alerts import NotificationChannel
 
-from .. import cursor as cursor_codec
 from ..db import channels as channels_db
 from ..db import servers as servers_db
 from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
-from ..errors import Forbidden, NotFound, QuotaExceeded, Unprocessable
+from ..errors import Forbidden, NotFound, QuotaExceeded
 from ..models import ChannelIn, ChannelOut, ChannelPage, ChannelTestOut, ChannelUpdate
 from ..notify import send_test
 from ..observe import audit_detail, audit_server
+from ..pagination import Keyset, PagerDep
 
 router = APIRouter(prefix="/notification-channels", tags=["notification channels"])
+
+CHANNELS = Keyset("channels", (datetime, uuid.UUID))
 
 
 def _out(row: Record) -> ChannelOut:
@@ -96,20 +98,13 @@ async def create_channel(
 async def list_channels(
     user: UserDep,
     pool: PoolDep,
-    settings: SettingsDep,
-    limit: Annotated[int, Query(ge=1)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500)] = None,
+    pager: PagerDep,
 ) -> ChannelPage:
-    """The caller's own channels, oldest first, paged by cursor."""
-    if limit > settings.channels_max_page:
-        raise Unprocessable(f"limit is at most {settings.channels_max_page}")
-    after = cursor_codec.decode(cursor) if cursor else None
+    """The caller's own channels, oldest first."""
     async with connection(pool) as conn:
-        rows = await channels_db.list_channels(conn, user.id, after=after, limit=limit + 1)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = cursor_codec.encode(rows[-1]["created_at"], rows[-1]["id"]) if more and rows else None
-    return ChannelPage(items=[_out(r) for r in rows], next_cursor=next_cursor)
+        rows = await channels_db.list_channels(conn, user.id, after=pager.after(CHANNELS), limit=pager.fetch)
+    page, next_cursor = pager.cut(CHANNELS, rows, lambda row: (row["created_at"], row["id"]))
+    return ChannelPage(items=[_out(r) for r in page], next_cursor=next_cursor)
 
 
 @router.get("/{channel_id}")

@@ -28,8 +28,8 @@ from ..errors import AgentOffline, BadGateway, Forbidden, NotFound, Unavailable,
 from ..live.routes import LIVE_KEY
 from ..live.service import LiveService
 from ..models import (
-    ApiTime,
     CommandHistoryOut,
+    CommandHistoryPage,
     CommandIn,
     CommandOut,
     ContainerOut,
@@ -37,9 +37,12 @@ from ..models import (
     DockerActionOut,
     DockerLogsOut,
 )
+from ..pagination import Keyset, PagerDep, RemovedBefore
 from ..state import Resources
 
 router = APIRouter(tags=["commands"])
+
+COMMANDS = Keyset("commands", (datetime, uuid.UUID))
 
 ContainerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
@@ -172,16 +175,15 @@ async def history(
     server_id: uuid.UUID,
     user: UserDep,
     resources: ResourcesDep,
-    before: Annotated[ApiTime | None, Query(description="cursor: requested_at of the last row seen")] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> list[CommandHistoryOut]:
+    pager: PagerDep,
+    _before: RemovedBefore,
+) -> CommandHistoryPage:
     """Commands sent to the server, newest first: who sent what, when, and the result."""
     await require_role(resources.pool, user, server_id, "operator")
-    if before is not None and before.tzinfo is None:
-        raise Unprocessable("before must carry a UTC offset")
     async with connection(resources.pool) as conn:
-        rows = await commands_db.command_history(conn, server_id, before, limit)
-    return [CommandHistoryOut(**dict(row)) for row in rows]
+        rows = await commands_db.command_history(conn, server_id, pager.after(COMMANDS), pager.fetch)
+    page, next_cursor = pager.cut(COMMANDS, rows, lambda row: (row["requested_at"], row["command_id"]))
+    return CommandHistoryPage(items=[CommandHistoryOut(**dict(row)) for row in page], next_cursor=next_cursor)
 
 
 @router.get("/docker/{server_id}/containers")

@@ -7,8 +7,6 @@ run. `resolution=auto` picks the finest resolution that fits.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -23,7 +21,8 @@ from ..db import history as history_db
 from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
 from ..errors import RangeTooLarge, Unprocessable
-from ..models import ApiTime
+from ..models import ApiTime, Page
+from ..pagination import Keyset, PagerDep
 from ..settings import ApiSettings
 
 router = APIRouter(tags=["history"])
@@ -92,9 +91,8 @@ class LogOut(BaseModel):
     received_at: datetime
 
 
-class LogPage(BaseModel):
-    items: list[LogOut]
-    next_cursor: str | None  # pass as `cursor` for the next (older) page; null: no more
+class LogPage(Page[LogOut]):
+    """A page of log entries, newest first."""
 
 
 def _max_range(settings: ApiSettings, resolution: str) -> timedelta:
@@ -275,19 +273,7 @@ async def interface_history(
     )
 
 
-def _encode_cursor(time: datetime, entry_id: uuid.UUID) -> str:
-    return base64.urlsafe_b64encode(f"{time.isoformat()}|{entry_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        time_text, _, entry_text = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        time = datetime.fromisoformat(time_text)
-        if time.tzinfo is None:
-            raise ValueError("naive time")
-        return time, uuid.UUID(entry_text)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise Unprocessable("invalid cursor") from exc
+LOGS = Keyset("logs", (datetime, uuid.UUID))
 
 
 @router.get("/logs/{server_id}")
@@ -301,19 +287,17 @@ async def logs(
     level: Annotated[list[LogLevel] | None, Query()] = None,
     source: Annotated[str | None, Query(max_length=500), STORABLE] = None,
     q: Annotated[str | None, Query(max_length=500, description="text the message contains"), STORABLE] = None,
-    limit: Annotated[int, Query(ge=1)] = 100,
-    cursor: Annotated[str | None, Query(max_length=500), STORABLE] = None,
+    *,
+    pager: PagerDep,
 ) -> LogPage:
     """Log entries newest first, filtered by time range, level, source and text, paged by cursor."""
     await require_role(pool, user, server_id, "viewer")
-    if limit > settings.logs_max_page:
-        raise Unprocessable(f"limit is at most {settings.logs_max_page}")
     start, end = _range(start, end, timedelta(days=1))
     if end <= start:
         raise Unprocessable("start must be before end", loc=("query", "start"))
     if end - start > timedelta(days=settings.logs_max_range_days):
         raise RangeTooLarge(f"the range is at most {settings.logs_max_range_days:g} days")
-    after = _decode_cursor(cursor) if cursor else None
+    after = pager.after(LOGS)
     async with connection(pool) as conn:
         rows = await history_db.search_logs(
             conn,
@@ -324,9 +308,7 @@ async def logs(
             source=source,
             text=q,
             after=after,
-            limit=limit + 1,
+            limit=pager.fetch,
         )
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = _encode_cursor(rows[-1]["time"], rows[-1]["entry_id"]) if more and rows else None
-    return LogPage(items=[LogOut(**dict(row)) for row in rows], next_cursor=next_cursor)
+    page, next_cursor = pager.cut(LOGS, rows, lambda row: (row["time"], row["entry_id"]))
+    return LogPage(items=[LogOut(**dict(row)) for row in page], next_cursor=next_cursor)

@@ -8,7 +8,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Request, status
+from fastapi import APIRouter, Header, Request, Response, status
+from pydantic import TypeAdapter
 
 from schemas import apikeys
 from schemas.agent_wire import INVALID_KEY
@@ -20,7 +21,8 @@ from ..db.pool import Pool, Record, connection
 from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
 from ..errors import NotFound, Unauthorized, Unprocessable
 from ..install import install_command
-from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut
+from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut, ApiKeyPage
+from ..pagination import Keyset, LegacyPagerDep, legacy_page, negotiated
 from .install import public_url
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -84,12 +86,22 @@ async def key_me(
     return ApiKeyMe(server_id=row["server_id"], key_id=row["id"], name=row["name"], is_active=True)
 
 
-@router.get("/server/{server_id}")
-async def list_keys(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ApiKeyOut]:
+KEYS = Keyset("api_keys", (datetime, uuid.UUID))
+_KEY_LIST = TypeAdapter(list[ApiKeyOut])
+
+
+@router.get("/server/{server_id}", response_model=list[ApiKeyOut], openapi_extra=legacy_page(ApiKeyPage))
+async def list_keys(server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: LegacyPagerDep) -> Response:
+    """The server's API keys without their secret, oldest first (owners only). A bare array, as
+    the legacy spec has it; `Accept: application/vnd.fleetpulse.page+json` answers the page
+    (`{items, next_cursor}`) instead."""
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:
-        rows = await keys_db.list_api_keys(conn, server_id)
-    return [_key_out(row) for row in rows]
+        rows = await keys_db.list_api_keys(conn, server_id, after=pager.after(KEYS), limit=pager.fetch)
+    page, next_cursor = pager.cut(KEYS, rows, lambda row: (row["created_at"], row["id"]))
+    return negotiated(
+        pager, ApiKeyPage(items=[_key_out(r) for r in page], next_cursor=next_cursor), _KEY_LIST
+    )
 
 
 async def _owned_key(pool: Pool, user: UserDep, key_id: uuid.UUID) -> Record:

@@ -6,7 +6,8 @@ import re
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Response, status
+from pydantic import TypeAdapter
 
 from schemas.canonical import KeyRevocation
 
@@ -19,10 +20,13 @@ from ..models import (
     CommandSettingsIn,
     ServerIn,
     ServerOut,
+    ServerPage,
     ServerUpdate,
     ShareIn,
     ShareOut,
+    SharePage,
 )
+from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedOffset, legacy_page, negotiated
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 
@@ -62,18 +66,26 @@ async def create_server(body: ServerIn, user: UserDep, pool: PoolDep) -> ServerO
     return server_out(row)
 
 
-@router.get("")
+SERVERS = Keyset("servers", (datetime, uuid.UUID))
+SHARES = Keyset("shares", (datetime, uuid.UUID))
+_SERVER_LIST = TypeAdapter(list[ServerOut])
+
+
+@router.get("", response_model=list[ServerOut], openapi_extra=legacy_page(ServerPage))
 async def list_servers(
-    user: UserDep,
-    pool: PoolDep,
-    limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0, le=1_000_000),
-    tag: TagsQuery = None,
-) -> list[ServerOut]:
-    """Servers the caller owns or that are shared with them, with the caller's role on each."""
+    user: UserDep, pool: PoolDep, pager: LegacyPagerDep, _offset: RemovedOffset, tag: TagsQuery = None
+) -> Response:
+    """Servers the caller owns or that are shared with them, with the caller's role on each,
+    oldest first. A bare array, as the legacy spec has it; `Accept: application/vnd.fleetpulse.page+json`
+    answers the page (`{items, next_cursor}`) instead."""
     async with connection(pool) as conn:
-        rows = await servers_db.list_servers(conn, user.id, limit=limit, offset=offset, tags=tag)
-    return [server_out(row) for row in rows]
+        rows = await servers_db.list_servers(
+            conn, user.id, after=pager.after(SERVERS), limit=pager.fetch, tags=tag
+        )
+    page, next_cursor = pager.cut(SERVERS, rows, lambda row: (row["created_at"], row["id"]))
+    return negotiated(
+        pager, ServerPage(items=[server_out(r) for r in page], next_cursor=next_cursor), _SERVER_LIST
+    )
 
 
 @router.get("/{server_id}")
@@ -133,11 +145,13 @@ async def set_command_settings(
 
 
 @router.get("/{server_id}/shares")
-async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> list[ShareOut]:
+async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: PagerDep) -> SharePage:
+    """Who the server is shared with, and as what, oldest first (owners only)."""
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:
-        rows = await servers_db.list_shares(conn, server_id)
-    return [ShareOut(**dict(row)) for row in rows]
+        rows = await servers_db.list_shares(conn, server_id, after=pager.after(SHARES), limit=pager.fetch)
+    page, next_cursor = pager.cut(SHARES, rows, lambda row: (row["created_at"], row["user_id"]))
+    return SharePage(items=[ShareOut(**dict(row)) for row in page], next_cursor=next_cursor)
 
 
 @router.post("/{server_id}/shares", status_code=status.HTTP_201_CREATED)

@@ -237,7 +237,7 @@ async def test_every_route_is_classified_and_refuses_other_users(
         r = await c.get(url, headers=stranger.headers)
         assert r.status_code == 200 and ids["server_id"] not in r.text, url
     # The stranger's own trail holds their refused attempts, and nobody else's rows.
-    trail = (await c.get("/api/v1/audit/me", headers=stranger.headers)).json()
+    trail = (await c.get("/api/v1/audit/me", headers=stranger.headers)).json()["items"]
     assert trail and {row["user_id"] for row in trail} == {str(stranger.id)}
     assert all(row["status"] in (403, 404) for row in trail if row["server_id"] == ids["server_id"])
     # ... and the viewer sees the shared server with its role, and its alerts.
@@ -245,7 +245,7 @@ async def test_every_route_is_classified_and_refuses_other_users(
     assert [(s["id"], s["role"]) for s in servers] == [(ids["server_id"], "viewer")]
     containers = (await c.get(f"/api/v1/docker/{ids['server_id']}/containers", headers=viewer.headers)).json()
     assert [(x["id"], x["name"], x["state"]) for x in containers["containers"]] == [("abc", "web", "running")]
-    alerts = (await c.get("/api/v1/alerts", headers=viewer.headers)).json()
+    alerts = (await c.get("/api/v1/alerts", headers=viewer.headers)).json()["items"]
     assert [a["episode_id"] for a in alerts] == [ids["episode_id"]]
 
     # Nothing was changed by the refused requests.
@@ -253,9 +253,9 @@ async def test_every_route_is_classified_and_refuses_other_users(
     assert r.status_code == 200 and r.json()["name"] == "web-1" and r.json()["commands_enabled"] is False
     keys = (await c.get(f"/api/v1/api-keys/server/{ids['server_id']}", headers=owner.headers)).json()
     assert [k["is_active"] for k in keys] == [True]
-    rules = (await c.get("/api/v1/alerts/rules", headers=owner.headers)).json()
+    rules = (await c.get("/api/v1/alerts/rules", headers=owner.headers)).json()["items"]
     assert len(rules) == 2  # the rule and the threshold
-    shares = (await c.get(f"/api/v1/servers/{ids['server_id']}/shares", headers=owner.headers)).json()
+    shares = (await c.get(f"/api/v1/servers/{ids['server_id']}/shares", headers=owner.headers)).json()["items"]
     assert [(s["user_id"], s["role"]) for s in shares] == [(str(viewer.id), "viewer")]
     channel = (
         await c.get(f"/api/v1/notification-channels/{ids['channel_id']}", headers=owner.headers)

@@ -191,14 +191,14 @@ async def test_command_round_trip_and_safeguards(
         # History: who sent what, and the result.
         r = await client.get(f"{url}/history", headers=operator.headers)
         assert r.status_code == 200
-        history = {h["command_id"]: h for h in r.json()}
+        history = {h["command_id"]: h for h in r.json()["items"]}
         done = history[body["command_id"]]
         assert done["requested_by"] == str(operator.id) and done["command"] == "echo hello world"
         assert (
             done["success"] is True and done["exit_code"] == 0 and done["output"] == "ran: echo hello world\n"
         )
-        assert {h["action"] for h in r.json()} == {"shell", "restart", "logs"}
-        assert any(h["command"] == "never-answers" and h["success"] is None for h in r.json())
+        assert {h["action"] for h in r.json()["items"]} == {"shell", "restart", "logs"}
+        assert any(h["command"] == "never-answers" and h["success"] is None for h in r.json()["items"])
         assert (await client.get(f"{url}/history", headers=viewer.headers)).status_code == 403
 
         # The agent goes away: 503 at once, nothing published.

@@ -72,7 +72,7 @@ def _logs(server_id: uuid.UUID, base: datetime) -> list[LogRecord]:
 
 @pytest.fixture
 async def world(common_settings: CommonSettings, database_url: str):
-    settings = api_settings(common_settings, history_max_points=1000, logs_max_page=100)
+    settings = api_settings(common_settings, history_max_points=1000, page_max_items=100)
     async with running_api(settings) as (_, client):
         owner = await register(client)
         server_id = await create_server(client, owner)
@@ -285,7 +285,7 @@ async def test_logs_filters_and_cursor_pages(world, db: psycopg.AsyncConnection)
     assert {i["level"] for i in multi.json()["items"]} == {"ERROR", "WARNING"}
 
     assert (await _get(client, owner, url, cursor="not-a-cursor")).status_code == 422
-    assert (await _get(client, owner, url, limit=101)).status_code == 422  # logs_max_page
+    assert (await _get(client, owner, url, limit=101)).status_code == 422  # page_max_items
     far = {"start": _iso(base - timedelta(days=60)), "end": _iso(base)}
     assert (await _get(client, owner, url, **far)).status_code == 422  # logs_max_range_days
     assert (await _get(client, owner, url, level="LOUD")).status_code == 422

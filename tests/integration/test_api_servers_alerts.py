@@ -122,7 +122,7 @@ async def test_servers_crud_and_sharing(common_settings: CommonSettings, db: psy
         assert await (
             await db.execute("SELECT count(*) FROM api_keys WHERE server_id = %s", (sid,))
         ).fetchone() == (0,)
-        trail = (await client.get("/api/v1/audit/me", headers=owner.headers)).json()
+        trail = (await client.get("/api/v1/audit/me", headers=owner.headers)).json()["items"]
         actions = [row["action"] for row in trail if row["server_id"] == sid]
         assert actions[0] == "delete_server" and "share_server" in actions and "update_server" in actions
         assert all(row["client"] for row in trail)
@@ -288,11 +288,11 @@ async def test_alert_rules_thresholds_episodes_and_backtest(
             await client.get(
                 "/api/v1/alerts", params={"state": "firing", "severity": "critical"}, headers=operator.headers
             )
-        ).json()
+        ).json()["items"]
         assert [a["episode_id"] for a in firing] == [str(episode_id)]
         assert (
             await client.get("/api/v1/alerts", params={"severity": "info"}, headers=operator.headers)
-        ).json() == []
+        ).json() == {"items": [], "next_cursor": None}
         ack = await client.post(f"/api/v1/alerts/{episode_id}/acknowledge", headers=operator.headers)
         assert ack.status_code == 200 and ack.json()["acknowledged_by"] == str(operator.id)
         resolved = await client.post(f"/api/v1/alerts/{episode_id}/resolve", headers=operator.headers)
@@ -300,8 +300,8 @@ async def test_alert_rules_thresholds_episodes_and_backtest(
         assert resolved.json()["resolved_by"] == str(operator.id)
         assert (
             await client.get("/api/v1/alerts", params={"state": "firing"}, headers=owner.headers)
-        ).json() == []
-        audit = (await client.get(f"/api/v1/audit/servers/{server_id}", headers=owner.headers)).json()
+        ).json() == {"items": [], "next_cursor": None}
+        audit = (await client.get(f"/api/v1/audit/servers/{server_id}", headers=owner.headers)).json()["items"]
         assert {"acknowledge", "resolve", "create_threshold", "create_rule"} <= {
             row["action"] for row in audit
         }
