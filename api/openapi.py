@@ -2,8 +2,16 @@
 
 - Every error answer is problem details: FastAPI's own 422 schema (`HTTPValidationError`) is
   replaced by `Problem` (`schemas/problems.py`) under `application/problem+json`.
+- Every operation lists every error it can answer, each status with its problem kinds (described,
+  with an example body): the kinds every operation of its sort can give (`_common_kinds`: 500 for
+  all; 401 for an authenticated one; 404 with a path parameter; 422 with input; 503 where the
+  database or Kafka is behind it), and those its route declares with `problems(...)` (403, 409,
+  429, 502, the agent's 503 and 504...). `tests/integration/test_api_openapi.py` walks the app
+  and fails on an answer whose status its operation does not list.
 - A legacy list (a bare array by default, `api/pagination.py`) also lists its page answer, under
   the page media type, with the page model as a component.
+- Tags are described, and the API-key header (`/api-keys/me`) is a security scheme next to the
+  bearer token.
 """
 
 from __future__ import annotations
@@ -14,11 +22,89 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel
 
-from schemas.problems import PROBLEM_MEDIA_TYPE, FieldError, Problem
+from schemas.problems import KINDS, PROBLEM_MEDIA_TYPE, FieldError, Kind, Problem, problem
 
 from .pagination import PAGE_MEDIA_TYPE, PAGE_MODEL_KEY
 
 PROBLEM_REF = "#/components/schemas/Problem"
+PROBLEMS_KEY = "x-problems"
+# Paths served without the database or Kafka behind them (no 503 unavailable).
+_NO_BACKEND = ("/health", "/metrics", "/install.sh", "/agent/wheels/")
+
+TAGS: list[dict[str, str]] = [
+    {"name": "auth", "description": "Accounts: register, log in, rotate refresh tokens, log out."},
+    {"name": "servers", "description": "Servers, their sharing with other users, the remote-command switch."},
+    {"name": "fleet", "description": "Every visible server with its newest figures, for the fleet page."},
+    {"name": "api keys", "description": "The agents' API keys (the plaintext is shown once)."},
+    {"name": "history", "description": "Stored metrics, processes and logs, bounded and paged."},
+    {"name": "commands", "description": "Remote commands, Docker actions, the command history."},
+    {"name": "alerts", "description": "Alert rules, ChatOps thresholds, episodes, backtests."},
+    {"name": "notification channels", "description": "Where an owner's alerts are sent."},
+    {"name": "audit", "description": "The trail of every state-changing request."},
+    {"name": "operations", "description": "Liveness, readiness and Prometheus metrics."},
+    {"name": "agent install", "description": "The one-line agent install script and its wheels."},
+]
+API_KEY_SCHEME = "ApiKeyHeader"
+
+
+def problems(*slugs: str) -> dict[str, Any]:
+    """`openapi_extra` of a route: the problem kinds it can answer besides the common ones
+    (`_common_kinds`). Merge with `|` into another extra."""
+    for slug in slugs:
+        if slug not in KINDS:
+            raise ValueError(f"no problem kind {slug!r}")
+    return {PROBLEMS_KEY: list(slugs)}
+
+
+def _common_kinds(path: str, operation: dict[str, Any]) -> list[str]:
+    kinds = ["internal-error"]
+    if operation.get("security"):
+        kinds += ["unauthorized", "token-expired"]
+    parameters = operation.get("parameters", [])
+    if any(p["in"] == "path" for p in parameters):
+        kinds.append("not-found")
+    if parameters or "requestBody" in operation:
+        kinds.append("validation-error")
+    if not path.startswith(_NO_BACKEND):
+        kinds.append("unavailable")
+    return kinds
+
+
+def _example(kind: Kind, path: str) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    if kind.slug == "validation-error":
+        extra["errors"] = [
+            {"loc": ["query", "limit"], "msg": "Input should be >= 1", "type": "greater_than_equal"}
+        ]
+    if kind.slug == "rate-limited":
+        extra["retry_after"] = 30
+    return problem(kind, kind.title.lower(), path, **extra)
+
+
+def _error_responses(path: str, kinds: list[str]) -> dict[str, Any]:
+    by_status: dict[int, list[Kind]] = {}
+    for slug in dict.fromkeys(kinds):
+        by_status.setdefault(KINDS[slug].status, []).append(KINDS[slug])
+    responses: dict[str, Any] = {}
+    for status, found in sorted(by_status.items()):
+        responses[str(status)] = {
+            "description": " Or: ".join(f"`{k.type}` ({k.title}): {k.description}" for k in found),
+            "content": {
+                PROBLEM_MEDIA_TYPE: {
+                    "schema": {"$ref": PROBLEM_REF},
+                    "examples": {k.slug: {"summary": k.title, "value": _example(k, path)} for k in found},
+                }
+            },
+        }
+    return responses
+
+
+def _kind_responses() -> dict[str, Any]:
+    """One reusable response per problem kind (405 and 400 are the framework's, on any path)."""
+    return {
+        kind.slug: _error_responses("/api/v1/servers", [kind.slug])[str(kind.status)]
+        for kind in KINDS.values()
+    }
 
 
 def _component_schemas(*models: type[BaseModel]) -> dict[str, Any]:
@@ -40,8 +126,26 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     schemas.update(_component_schemas(Problem, FieldError))
-    for operations in doc.get("paths", {}).values():
+    doc["components"]["responses"] = _kind_responses()
+    doc["components"].setdefault("securitySchemes", {})[API_KEY_SCHEME] = {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+        "description": "an agent's API key (`fpk_...`), from `POST /api/v1/api-keys`",
+    }
+    doc["tags"] = TAGS
+    for path, operations in doc.get("paths", {}).items():
         for operation in operations.values():
+            declared = operation.pop(PROBLEMS_KEY, [])
+            if any(
+                p["in"] == "header" and p["name"].lower() == "x-api-key"
+                for p in operation.get("parameters", [])
+            ):
+                operation["security"] = [{API_KEY_SCHEME: []}]
+            responses = operation.setdefault("responses", {})
+            for status in [s for s in responses if s.startswith(("4", "5"))]:
+                del responses[status]  # FastAPI's 422 is rebuilt below, as a problem
+            responses.update(_error_responses(path, [*_common_kinds(path, operation), *declared]))
             # The page model's schema, merged into the operation from the route's openapi_extra.
             page = operation.pop(PAGE_MODEL_KEY, None)
             if page is not None:
@@ -51,9 +155,6 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
                 schemas[page["name"]] = page_schema
                 content = operation["responses"]["200"].setdefault("content", {})
                 content[PAGE_MEDIA_TYPE] = {"schema": {"$ref": f"#/components/schemas/{page['name']}"}}
-            for status, response in operation.get("responses", {}).items():
-                if status.startswith(("4", "5")):
-                    response["content"] = problem_content()
     return doc
 
 

@@ -37,6 +37,7 @@ from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import NotFound, RangeTooLarge, Unprocessable
 from ..models import ApiTime, Page
+from ..openapi import problems
 from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedBefore, legacy_page, negotiated
 from ..state import Resources
 
@@ -171,7 +172,7 @@ async def _delete(resources: Resources, rule_id: uuid.UUID) -> None:
 # --- rules ---------------------------------------------------------------------------------------
 
 
-@router.post("/rules", status_code=status.HTTP_201_CREATED)
+@router.post("/rules", status_code=status.HTTP_201_CREATED, openapi_extra=problems("forbidden", "not-found"))
 async def create_rule(body: RuleIn, request: Request, user: UserDep, resources: ResourcesDep) -> RuleOut:
     request.state.audit_server_id = body.server_id
     await _check_scope(resources, user, body.server_id)
@@ -200,7 +201,7 @@ async def get_rule(rule_id: uuid.UUID, user: UserDep, pool: PoolDep) -> RuleOut:
     return RuleOut(id=rule.rule_id, rule=rule)
 
 
-@router.put("/rules/{rule_id}")
+@router.put("/rules/{rule_id}", openapi_extra=problems("forbidden"))
 async def update_rule(
     rule_id: uuid.UUID, body: RuleIn, request: Request, user: UserDep, resources: ResourcesDep
 ) -> RuleOut:
@@ -254,7 +255,9 @@ async def list_thresholds(
     return negotiated(pager, ThresholdPage(items=items, next_cursor=next_cursor), _THRESHOLD_LIST)
 
 
-@router.post("/thresholds", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/thresholds", status_code=status.HTTP_201_CREATED, openapi_extra=problems("forbidden", "not-found")
+)
 async def create_threshold(
     body: ThresholdIn, request: Request, user: UserDep, resources: ResourcesDep
 ) -> Threshold:
@@ -265,7 +268,7 @@ async def create_threshold(
     return _threshold(rule)
 
 
-@router.put("/thresholds/{threshold_id}")
+@router.put("/thresholds/{threshold_id}", openapi_extra=problems("forbidden"))
 async def update_threshold(
     threshold_id: uuid.UUID, body: ThresholdIn, request: Request, user: UserDep, resources: ResourcesDep
 ) -> Threshold:
@@ -328,7 +331,7 @@ async def _alert_for(pool: Pool, user: CurrentUser, episode_id: uuid.UUID, neede
     await require_role(pool, user, row["server_id"], needed)
 
 
-@router.post("/{episode_id}/acknowledge")
+@router.post("/{episode_id}/acknowledge", openapi_extra=problems("forbidden"))
 async def acknowledge(episode_id: uuid.UUID, request: Request, user: UserDep, pool: PoolDep) -> AlertOut:
     """Mark the episode as seen (operators); repeating it keeps the first acknowledgement."""
     await _alert_for(pool, user, episode_id, "operator")
@@ -340,7 +343,7 @@ async def acknowledge(episode_id: uuid.UUID, request: Request, user: UserDep, po
     return AlertOut(**dict(row))
 
 
-@router.post("/{episode_id}/resolve")
+@router.post("/{episode_id}/resolve", openapi_extra=problems("forbidden"))
 async def resolve(episode_id: uuid.UUID, request: Request, user: UserDep, pool: PoolDep) -> AlertOut:
     """Close the episode by hand (operators). The engine resolves it again on its own when the
     condition clears; that changes nothing here (a resolution is never undone)."""
@@ -378,7 +381,7 @@ async def _backtest(
     return BacktestOut(rule=rule, start=start, end=end, servers=servers, episodes=found)
 
 
-@router.post("/backtest")
+@router.post("/backtest", openapi_extra=problems("forbidden", "not-found", "range-too-large"))
 async def backtest_new_rule(body: BacktestIn, user: UserDep, resources: ResourcesDep) -> BacktestOut:
     """What an unsaved rule would have fired over stored history (nothing is saved or sent)."""
     if body.rule is None:
@@ -388,7 +391,7 @@ async def backtest_new_rule(body: BacktestIn, user: UserDep, resources: Resource
     return await _backtest(resources, user, rule, body.start, body.end)
 
 
-@router.post("/rules/{rule_id}/backtest")
+@router.post("/rules/{rule_id}/backtest", openapi_extra=problems("forbidden", "range-too-large"))
 async def backtest_rule(
     rule_id: uuid.UUID, body: BacktestIn, user: UserDep, resources: ResourcesDep
 ) -> BacktestOut:

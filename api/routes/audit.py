@@ -10,6 +10,7 @@ from ..db import audit as audit_db
 from ..db.pool import Record, connection
 from ..deps import PoolDep, UserDep, require_role
 from ..models import AuditOut, AuditPage
+from ..openapi import problems
 from ..pagination import Keyset, Pager, PagerDep, RemovedBefore
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -27,7 +28,7 @@ def _before_id(pager: Pager) -> int | None:
     return None if after is None else int(after[0])
 
 
-@router.get("/servers/{server_id}")
+@router.get("/servers/{server_id}", openapi_extra=problems("forbidden"))
 async def server_audit(
     server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: PagerDep, _before: RemovedBefore
 ) -> AuditPage:

@@ -17,6 +17,7 @@ from ..db.pool import Conn, Record, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, SettingsDep, UserDep
 from ..errors import Conflict, TokenExpired, Unauthorized, Unprocessable
 from ..models import LoginIn, PasswordChangeIn, RefreshIn, RegisterIn, Token, UserOut
+from ..openapi import problems
 from ..passwords import hash_password, verify_password
 from ..settings import ApiSettings
 
@@ -70,7 +71,7 @@ async def _issue(
     )
 
 
-@router.post("/register", status_code=status.HTTP_201_CREATED)
+@router.post("/register", status_code=status.HTTP_201_CREATED, openapi_extra=problems("conflict"))
 async def register(body: RegisterIn, request: Request, pool: PoolDep, settings: SettingsDep) -> Token:
     password_hash = await hash_password(body.password)
     user_id = uuid.uuid4()
@@ -105,7 +106,7 @@ async def _login(request: Request, resources: ResourcesDep, email: str, password
         return await _issue(conn, resources.settings, user)
 
 
-@router.post("/login")
+@router.post("/login", openapi_extra=problems("bad-request", "unauthorized", "rate-limited"))
 async def login(
     request: Request, resources: ResourcesDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Token:
@@ -113,12 +114,12 @@ async def login(
     return await _login(request, resources, form.username, form.password)
 
 
-@router.post("/login/json")
+@router.post("/login/json", openapi_extra=problems("unauthorized", "rate-limited"))
 async def login_json(request: Request, resources: ResourcesDep, body: LoginIn) -> Token:
     return await _login(request, resources, body.email, body.password)
 
 
-@router.post("/refresh")
+@router.post("/refresh", openapi_extra=problems("unauthorized", "token-expired"))
 async def refresh(body: RefreshIn, pool: PoolDep, settings: SettingsDep) -> Token:
     """Rotate: the presented refresh token is used up and a new pair is returned. Presenting a
     token that was already used (or revoked) revokes its whole family: whoever holds a stolen copy

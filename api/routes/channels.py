@@ -24,6 +24,7 @@ from ..errors import Forbidden, NotFound, QuotaExceeded
 from ..models import ChannelIn, ChannelOut, ChannelPage, ChannelTestOut, ChannelUpdate
 from ..notify import send_test
 from ..observe import audit_detail, audit_server
+from ..openapi import problems
 from ..pagination import Keyset, PagerDep
 
 router = APIRouter(prefix="/notification-channels", tags=["notification channels"])
@@ -70,7 +71,11 @@ async def _channel(pool: Pool, user: UserDep, channel_id: uuid.UUID) -> Record:
     return row
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=problems("forbidden", "not-found", "quota-exceeded"),
+)
 async def create_channel(
     body: ChannelIn, user: UserDep, pool: PoolDep, settings: SettingsDep, request: Request
 ) -> ChannelOut:
@@ -112,7 +117,7 @@ async def get_channel(channel_id: uuid.UUID, user: UserDep, pool: PoolDep) -> Ch
     return _out(await _channel(pool, user, channel_id))
 
 
-@router.put("/{channel_id}")
+@router.put("/{channel_id}", openapi_extra=problems("forbidden"))
 async def update_channel(
     channel_id: uuid.UUID, body: ChannelUpdate, user: UserDep, pool: PoolDep, request: Request
 ) -> ChannelOut:

@@ -37,6 +37,7 @@ from ..models import (
     DockerActionOut,
     DockerLogsOut,
 )
+from ..openapi import problems
 from ..pagination import Keyset, PagerDep, RemovedBefore
 from ..state import Resources
 
@@ -146,7 +147,10 @@ async def _send(
     return result
 
 
-@router.post("/commands/{server_id}")
+@router.post(
+    "/commands/{server_id}",
+    openapi_extra=problems("forbidden", "rate-limited", "agent-offline", "agent-timeout"),
+)
 async def run_command(
     server_id: uuid.UUID, body: CommandIn, request: Request, user: UserDep, resources: ResourcesDep
 ) -> CommandOut:
@@ -170,7 +174,7 @@ async def run_command(
     )
 
 
-@router.get("/commands/{server_id}/history")
+@router.get("/commands/{server_id}/history", openapi_extra=problems("forbidden"))
 async def history(
     server_id: uuid.UUID,
     user: UserDep,
@@ -217,7 +221,10 @@ async def list_containers(server_id: uuid.UUID, user: UserDep, resources: Resour
     raise NotFound("no container list reported recently (is Docker present on the server?)")
 
 
-@router.post("/docker/{server_id}/containers/{container_id}/{action}")
+@router.post(
+    "/docker/{server_id}/containers/{container_id}/{action}",
+    openapi_extra=problems("forbidden", "rate-limited", "agent-offline", "agent-timeout"),
+)
 async def docker_action(
     server_id: uuid.UUID,
     container_id: ContainerId,
@@ -234,7 +241,10 @@ async def docker_action(
     )
 
 
-@router.get("/docker/{server_id}/containers/{container_id}/logs")
+@router.get(
+    "/docker/{server_id}/containers/{container_id}/logs",
+    openapi_extra=problems("forbidden", "rate-limited", "agent-offline", "agent-timeout", "agent-error"),
+)
 async def docker_logs(
     server_id: uuid.UUID,
     container_id: ContainerId,

@@ -22,6 +22,7 @@ from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
 from ..errors import RangeTooLarge, Unprocessable
 from ..models import ApiTime, Page
+from ..openapi import problems
 from ..pagination import Keyset, PagerDep
 from ..settings import ApiSettings
 
@@ -156,7 +157,7 @@ Start = Annotated[ApiTime | None, Query(description="inclusive; default: end min
 End = Annotated[ApiTime | None, Query(description="exclusive; default: now")]
 
 
-@router.get("/metrics/{server_id}/history")
+@router.get("/metrics/{server_id}/history", openapi_extra=problems("range-too-large"))
 async def metric_history(
     server_id: uuid.UUID,
     user: UserDep,
@@ -188,7 +189,7 @@ async def metric_history(
     )
 
 
-@router.get("/metrics/{server_id}/disks/history")
+@router.get("/metrics/{server_id}/disks/history", openapi_extra=problems("range-too-large"))
 async def disk_history(
     server_id: uuid.UUID,
     user: UserDep,
@@ -222,7 +223,7 @@ async def disk_history(
     )
 
 
-@router.get("/metrics/{server_id}/interfaces/history")
+@router.get("/metrics/{server_id}/interfaces/history", openapi_extra=problems("range-too-large"))
 async def interface_history(
     server_id: uuid.UUID,
     user: UserDep,
@@ -276,7 +277,7 @@ async def interface_history(
 LOGS = Keyset("logs", (datetime, uuid.UUID))
 
 
-@router.get("/logs/{server_id}")
+@router.get("/logs/{server_id}", openapi_extra=problems("range-too-large"))
 async def logs(
     server_id: uuid.UUID,
     user: UserDep,

@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 from ..deps import SettingsDep
 from ..errors import NotFound
 from ..install import agent_socket_url
+from ..openapi import problems
 from ..settings import ApiSettings
 
 router = APIRouter(tags=["agent install"])
@@ -64,7 +65,7 @@ def _wheels(folder: Path) -> list[Path]:
         return []
 
 
-@router.get("/agent/wheels/", response_class=HTMLResponse)
+@router.get("/agent/wheels/", response_class=HTMLResponse, openapi_extra=problems("not-found"))
 async def wheel_index(settings: SettingsDep) -> HTMLResponse:
     """A find-links page: one link per wheel, with its sha256."""
     wheels = _wheels(settings.wheelhouse)

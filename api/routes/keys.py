@@ -22,6 +22,7 @@ from ..deps import PoolDep, ResourcesDep, SettingsDep, UserDep, require_role
 from ..errors import NotFound, Unauthorized, Unprocessable
 from ..install import install_command
 from ..models import ApiKeyCreated, ApiKeyIn, ApiKeyMe, ApiKeyOut, ApiKeyPage
+from ..openapi import problems
 from ..pagination import Keyset, LegacyPagerDep, legacy_page, negotiated
 from .install import public_url
 
@@ -44,7 +45,7 @@ def _expired(expires_at: datetime | None) -> bool:
     return expires_at is not None and expires_at <= datetime.now(UTC)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, openapi_extra=problems("forbidden", "not-found"))
 async def create_key(
     body: ApiKeyIn, request: Request, user: UserDep, pool: PoolDep, settings: SettingsDep
 ) -> ApiKeyCreated:
@@ -90,7 +91,11 @@ KEYS = Keyset("api_keys", (datetime, uuid.UUID))
 _KEY_LIST = TypeAdapter(list[ApiKeyOut])
 
 
-@router.get("/server/{server_id}", response_model=list[ApiKeyOut], openapi_extra=legacy_page(ApiKeyPage))
+@router.get(
+    "/server/{server_id}",
+    response_model=list[ApiKeyOut],
+    openapi_extra=legacy_page(ApiKeyPage) | problems("forbidden"),
+)
 async def list_keys(server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: LegacyPagerDep) -> Response:
     """The server's API keys without their secret, oldest first (owners only). A bare array, as
     the legacy spec has it; `Accept: application/vnd.fleetpulse.page+json` answers the page
@@ -114,7 +119,7 @@ async def _owned_key(pool: Pool, user: UserDep, key_id: uuid.UUID) -> Record:
     return row
 
 
-@router.post("/{key_id}/deactivate")
+@router.post("/{key_id}/deactivate", openapi_extra=problems("forbidden"))
 async def deactivate_key(
     key_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep
 ) -> ApiKeyOut:
@@ -131,7 +136,7 @@ async def deactivate_key(
     return _key_out(updated)
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=problems("forbidden"))
 async def delete_key(key_id: uuid.UUID, request: Request, user: UserDep, resources: ResourcesDep) -> None:
     row = await _owned_key(resources.pool, user, key_id)
     request.state.audit_server_id = row["server_id"]

@@ -26,6 +26,7 @@ from ..models import (
     ShareOut,
     SharePage,
 )
+from ..openapi import problems
 from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedOffset, legacy_page, negotiated
 
 router = APIRouter(prefix="/servers", tags=["servers"])
@@ -93,7 +94,7 @@ async def get_server(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> Serv
     return server_out(await _server(pool, user.id, server_id))
 
 
-@router.put("/{server_id}")
+@router.put("/{server_id}", openapi_extra=problems("forbidden"))
 async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep) -> ServerOut:
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:
@@ -105,7 +106,7 @@ async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep,
     return server_out(await _server(pool, user.id, server_id))
 
 
-@router.delete("/{server_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{server_id}", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=problems("forbidden"))
 async def delete_server(server_id: uuid.UUID, user: UserDep, resources: ResourcesDep) -> None:
     """Delete the server and its keys; its agent's socket is closed (a revocation per key)."""
     await require_role(resources.pool, user, server_id, "owner")
@@ -119,7 +120,7 @@ async def delete_server(server_id: uuid.UUID, user: UserDep, resources: Resource
         )
 
 
-@router.put("/{server_id}/commands")
+@router.put("/{server_id}/commands", openapi_extra=problems("forbidden"))
 async def set_command_settings(
     server_id: uuid.UUID, body: CommandSettingsIn, user: UserDep, pool: PoolDep
 ) -> ServerOut:
@@ -144,7 +145,7 @@ async def set_command_settings(
     return server_out(await _server(pool, user.id, server_id))
 
 
-@router.get("/{server_id}/shares")
+@router.get("/{server_id}/shares", openapi_extra=problems("forbidden"))
 async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager: PagerDep) -> SharePage:
     """Who the server is shared with, and as what, oldest first (owners only)."""
     await require_role(pool, user, server_id, "owner")
@@ -154,7 +155,7 @@ async def list_shares(server_id: uuid.UUID, user: UserDep, pool: PoolDep, pager:
     return SharePage(items=[ShareOut(**dict(row)) for row in page], next_cursor=next_cursor)
 
 
-@router.post("/{server_id}/shares", status_code=status.HTTP_201_CREATED)
+@router.post("/{server_id}/shares", status_code=status.HTTP_201_CREATED, openapi_extra=problems("forbidden"))
 async def share_server(server_id: uuid.UUID, body: ShareIn, user: UserDep, pool: PoolDep) -> ShareOut:
     """Share with another user (by email) as viewer, operator or co-owner; sharing again changes
     the role."""
@@ -171,7 +172,11 @@ async def share_server(server_id: uuid.UUID, body: ShareIn, user: UserDep, pool:
     return next(ShareOut(**dict(row)) for row in rows if row["user_id"] == target["id"])
 
 
-@router.delete("/{server_id}/shares/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{server_id}/shares/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    openapi_extra=problems("forbidden"),
+)
 async def unshare_server(server_id: uuid.UUID, user_id: uuid.UUID, user: UserDep, pool: PoolDep) -> None:
     await require_role(pool, user, server_id, "owner")
     async with connection(pool) as conn:

@@ -255,7 +255,9 @@ async def test_every_route_is_classified_and_refuses_other_users(
     assert [k["is_active"] for k in keys] == [True]
     rules = (await c.get("/api/v1/alerts/rules", headers=owner.headers)).json()["items"]
     assert len(rules) == 2  # the rule and the threshold
-    shares = (await c.get(f"/api/v1/servers/{ids['server_id']}/shares", headers=owner.headers)).json()["items"]
+    shares = (await c.get(f"/api/v1/servers/{ids['server_id']}/shares", headers=owner.headers)).json()[
+        "items"
+    ]
     assert [(s["user_id"], s["role"]) for s in shares] == [(str(viewer.id), "viewer")]
     channel = (
         await c.get(f"/api/v1/notification-channels/{ids['channel_id']}", headers=owner.headers)

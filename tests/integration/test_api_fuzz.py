@@ -34,6 +34,7 @@ from schemas.problems import PROBLEM_MEDIA_TYPE, Problem
 from schemas.settings import CommonSettings
 from tests.conftest import FULL, IN_CI
 from tests.support.json_edges import Literal, encode
+from tests.support.openapi_check import operation_for, unlisted
 
 EXAMPLES = 400 if FULL else (120 if IN_CI else 200)
 # A hang guard, not a time limit: the walk sends ~1,700 requests one by one, which took 88 s on a
@@ -269,6 +270,7 @@ def test_no_input_gets_a_server_error(
         reject()  # the client refuses to send it (a query over 64 KiB): nothing reached the server
     assert response.status_code < 500, f"{method} {url} {kwargs}: {response.status_code} {response.text}"
     assert not_a_problem(response) is None, f"{method} {url} {kwargs}: {not_a_problem(response)}"
+    assert listed_status(doc, method, url, response) is None, f"{method} {url} {kwargs}"
 
 
 def not_a_problem(response: httpx.Response) -> str | None:
@@ -284,6 +286,12 @@ def not_a_problem(response: httpx.Response) -> str | None:
     if body.status != response.status_code:
         return f"{response.status_code} whose body says status {body.status}"
     return None
+
+
+def listed_status(doc: dict[str, Any], method: str, url: str, response: httpx.Response) -> str | None:
+    """Why the answer is not one its operation lists (status, and a problem kind listed for it)."""
+    operation = operation_for(doc, method, url)
+    return None if operation is None else unlisted(operation, response)
 
 
 # --- the walk: every operation, each edge value in each parameter and body field, one at a time ---
@@ -463,7 +471,7 @@ def test_every_operation_refuses_edge_values_without_a_server_error(
             response = client.request(method, url, headers=headers, **kwargs)
         if response.status_code >= 500:
             failures.append(f"{label}: {response.status_code} {response.text[:120]}")
-        elif (why := not_a_problem(response)) is not None:
+        elif (why := not_a_problem(response) or listed_status(doc, method, url, response)) is not None:
             failures.append(f"{label}: {why}")
     print(f"{sent} requests walked, {len(failures)} server errors")
     assert sent > 500, "the walk found too few places: is the OpenAPI document complete?"

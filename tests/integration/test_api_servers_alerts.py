@@ -301,7 +301,9 @@ async def test_alert_rules_thresholds_episodes_and_backtest(
         assert (
             await client.get("/api/v1/alerts", params={"state": "firing"}, headers=owner.headers)
         ).json() == {"items": [], "next_cursor": None}
-        audit = (await client.get(f"/api/v1/audit/servers/{server_id}", headers=owner.headers)).json()["items"]
+        audit = (await client.get(f"/api/v1/audit/servers/{server_id}", headers=owner.headers)).json()[
+            "items"
+        ]
         assert {"acknowledge", "resolve", "create_threshold", "create_rule"} <= {
             row["action"] for row in audit
         }
