@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from . import errors, expiry, openapi
 from .commands import CommandBroker
 from .db.pool import close_pool, open_pool
-from .docs import install_docs, install_problem_pages
+from .docs import install_asyncapi, install_docs, install_problem_pages
 from .kafka import Producer
 from .live.routes import LIVE_KEY
 from .live.routes import router as live_router
@@ -107,6 +107,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )
     install_docs(app)
     install_problem_pages(app)
+    install_asyncapi(app)
     app.state.settings = settings
     app.add_middleware(ObserveMiddleware)
 

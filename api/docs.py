@@ -1,6 +1,7 @@
 """`/docs` (Swagger UI) and `/redoc` served with their assets from the API itself: the pages
 work on a LAN with no internet. `/problems/{kind}` describes each kind of error answer (the
-`type` of a problem details body resolves to it). The assets (Swagger UI's bundle and CSS, ReDoc's standalone
+`type` of a problem details body resolves to it). `/asyncapi.json` is the sockets' AsyncAPI 3
+document and `/asyncapi` the same as a page. The assets (Swagger UI's bundle and CSS, ReDoc's standalone
 bundle) come from the `fastapi-offline` package, pinned in constraints.txt; only its static
 folder is used. No page references another host: no CDN, no web fonts, no validator badge.
 """
@@ -8,15 +9,18 @@ folder is used. No page references another host: no CDN, no web fonts, no valida
 from __future__ import annotations
 
 import html
+import json
 import re
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse
 
+from schemas import asyncapi
 from schemas.problems import KINDS, TYPE_PREFIX
 
 from .errors import NotFound
@@ -108,3 +112,58 @@ def install_problem_pages(app: FastAPI) -> None:
             f'<p><a href="{TYPE_PREFIX.rstrip("/")}">Every problem type</a></p>'
         )
         return HTMLResponse(_PAGE.format(title=html.escape(kind.title), body=body))
+
+
+def _schema_html(name: str, schema: dict[str, Any]) -> str:
+    text = html.escape(json.dumps(schema, indent=2))
+    # Each reference a link to the schema it names, further down the page.
+    text = re.sub(r"&quot;#/components/schemas/([\w.\-]+)&quot;", r'<a href="#\1">"\1"</a>', text)
+    return f'<h3 id="{html.escape(name)}"><code>{html.escape(name)}</code></h3><pre>{text}</pre>'
+
+
+def asyncapi_html(doc: dict[str, Any]) -> str:
+    """The AsyncAPI document as one page: channels, what each direction carries, every schema."""
+    messages = doc["components"]["messages"]
+    parts = [
+        f"<h1>{html.escape(doc['info']['title'])}</h1><p>{_code(doc['info']['description'])}</p>",
+        '<p>AsyncAPI 3, machine-readable at <a href="/asyncapi.json"><code>/asyncapi.json</code></a>.</p>',
+    ]
+    for channel_id, channel in doc["channels"].items():
+        parts.append(
+            f"<h2><code>{html.escape(channel['address'])}</code></h2><p>{_code(channel['description'])}</p>"
+        )
+        for action in ("Receive", "Send"):
+            operation = doc["operations"][f"{channel_id}{action}"]
+            rows = []
+            for ref in operation["messages"]:
+                key = ref["$ref"].rsplit("/", 1)[-1]
+                message = messages[channel["messages"][key]["$ref"].rsplit("/", 1)[-1]]
+                schema = message["payload"]["$ref"].rsplit("/", 1)[-1]
+                rows.append(
+                    f"<tr><td><code>{html.escape(message['name'])}</code></td>"
+                    f'<td><a href="#{html.escape(schema)}">{html.escape(schema)}</a></td>'
+                    f"<td>{_code(message['summary'])}</td></tr>"
+                )
+            parts.append(
+                f"<h4>{html.escape(operation['summary'])}</h4>"
+                f"<table><tr><th>type</th><th>schema</th><th></th></tr>{''.join(rows)}</table>"
+            )
+    parts.append("<h2>Schemas</h2>")
+    parts += [_schema_html(name, schema) for name, schema in doc["components"]["schemas"].items()]
+    return _PAGE.format(title=html.escape(doc["info"]["title"]), body="".join(parts))
+
+
+def install_asyncapi(app: FastAPI) -> None:
+    """`GET /asyncapi.json` (the sockets' AsyncAPI 3 document, `schemas/asyncapi.py`) and
+    `GET /asyncapi` (the same, rendered as a page with no asset from anywhere), out of the
+    OpenAPI schema. Built once, at the app's creation."""
+    doc = asyncapi.document()
+    page = asyncapi_html(doc)
+
+    @app.get("/asyncapi.json", include_in_schema=False)
+    async def asyncapi_json() -> JSONResponse:
+        return JSONResponse(doc)
+
+    @app.get("/asyncapi", include_in_schema=False)
+    async def asyncapi_page() -> HTMLResponse:
+        return HTMLResponse(page)

@@ -38,6 +38,7 @@ from pydantic import (
     Tag,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from .bounds import GIB as GIB  # re-exported: GiB to bytes, for the legacy dialect's users
@@ -236,7 +237,20 @@ def _level(value: Any) -> Any:
     return value
 
 
-Level = Annotated[LogLevel, BeforeValidator(_level)]
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" for c in word)
+
+
+# The JSON schema says what `_level` accepts (any case, the aliases, surrounding blanks), so the
+# AsyncAPI document (schemas/asyncapi.py) takes the frames the socket takes.
+_LEVEL_SCHEMA = {
+    "type": "string",
+    "description": "a level in any case, with the usual aliases (warn, err, crit, fatal, notice, "
+    "trace...); stored as one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+    "pattern": r"^\s*(" + "|".join(_any_case(name) for name in _LEVELS) + r")\s*$",
+    "examples": ["INFO", "warn"],
+}
+Level = Annotated[LogLevel, BeforeValidator(_level), WithJsonSchema(_LEVEL_SCHEMA, mode="validation")]
 
 
 class LogEntry(_Frame):

@@ -7,12 +7,14 @@ declared."""
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from schemas.asyncapi import document
 from schemas.problems import KINDS, PROBLEM_MEDIA_TYPE
 from schemas.settings import CommonSettings
 from tests.integration.test_api_access import ROUTES, _world
@@ -116,3 +118,15 @@ async def test_tags_and_security_are_declared(common_settings: CommonSettings) -
             if path.startswith("/api/v1/") and not path.startswith("/api/v1/auth/"):
                 assert operation.get("security"), (method, path)
     assert doc["paths"]["/api/v1/api-keys/me"]["get"]["security"] == [{"ApiKeyHeader": []}]
+
+
+async def test_asyncapi_is_served_and_rendered_without_the_internet(common_settings: CommonSettings) -> None:
+    async with running_api(api_settings(common_settings)) as (_, client):
+        served = await client.get("/asyncapi.json")
+        page = await client.get("/asyncapi")
+    assert served.status_code == 200 and served.json() == document()
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for channel in document()["channels"].values():
+        assert html.escape(channel["address"]) in page.text
+    # Nothing on the page is fetched from another host.
+    assert re.findall(r"""(?:src|href)=["']?(?:https?:)?//""", page.text) == []
