@@ -115,12 +115,36 @@ class _In(BaseModel):
 
 
 class UserOut(BaseModel):
+    """A user account."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84",
+                    "email": "ada@example.com",
+                    "username": "ada",
+                    "full_name": "Ada Lovelace",
+                    "is_active": True,
+                    "created_at": "2026-01-01T12:00:00Z",
+                }
+            ]
+        },
+    )
+
     id: uuid.UUID
+    """the user's id"""
     email: str
+    """the e-mail address, unique (case-insensitive); logging in uses it"""
     username: str
+    """the user name, unique (case-insensitive)"""
     full_name: str | None
+    """the name to show, if given"""
     is_active: bool
+    """false: the account may not log in"""
     created_at: datetime
+    """when the account was registered"""
 
 
 class RegisterIn(_In):
@@ -158,11 +182,40 @@ class PasswordChangeIn(_In):
 
 
 class Token(BaseModel):
+    """A login's answer: an access token for `Authorization: Bearer`, and a refresh token."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig",
+                    "refresh_token": "eyJhbGciOiJIUzI1NiJ9.e30.sig2",
+                    "token_type": "bearer",
+                    "expires_in": 900,
+                    "user": {
+                        "id": "8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84",
+                        "email": "ada@example.com",
+                        "username": "ada",
+                        "full_name": None,
+                        "is_active": True,
+                        "created_at": "2026-01-01T12:00:00Z",
+                    },
+                }
+            ]
+        },
+    )
+
     access_token: str
+    """an HS256 JWT for `Authorization: Bearer`, valid `expires_in` seconds"""
     refresh_token: str
+    """exchanged once for a new Token at `POST /auth/refresh` (they rotate)"""
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
-    expires_in: int  # seconds until the access token expires
+    """always `bearer`"""
+    expires_in: int
+    """seconds until the access token expires"""
     user: UserOut
+    """the user the tokens are for"""
 
 
 # --- servers and sharing -------------------------------------------------------------------------
@@ -200,19 +253,57 @@ class ServerUpdate(_In):
 
 
 class ServerOut(BaseModel):
+    """A monitored server, as the caller sees it."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+                    "name": "web-1",
+                    "host": "10.0.0.12",
+                    "port": 22,
+                    "metadata": {"rack": "b2"},
+                    "tags": ["prod", "eu"],
+                    "status": "online",
+                    "last_seen": "2026-01-01T12:00:00Z",
+                    "created_at": "2026-01-01T12:00:00Z",
+                    "updated_at": "2026-01-01T12:00:00Z",
+                    "role": "owner",
+                    "commands_enabled": False,
+                    "command_allowlist": [],
+                }
+            ]
+        },
+    )
+
     id: uuid.UUID
+    """the server's id"""
     name: str
+    """the name given to it"""
     host: str | None
+    """its address, informational"""
     port: int | None
+    """a port, informational"""
     metadata: dict[str, Any]
+    """any JSON object its owner attached"""
     tags: list[str]
+    """labels to filter by (`GET /servers?tag=`, `GET /fleet?tag=`)"""
     status: ServerStatus
+    """online while its agent reports, offline or stale after, unknown before the first report"""
     last_seen: datetime | None
+    """the last time its agent was heard; null if never"""
     created_at: datetime
+    """when it was added"""
     updated_at: datetime
-    role: Literal["owner", "operator", "viewer"]  # the caller's role on this server
+    """when it was last changed"""
+    role: Literal["owner", "operator", "viewer"]
+    """the caller's role on this server"""
     commands_enabled: bool
+    """whether remote commands may run on it (off until an owner turns them on)"""
     command_allowlist: list[str]
+    """patterns a command must match in full (empty: any command, once enabled)"""
 
 
 class CommandSettingsIn(_In):
@@ -228,12 +319,36 @@ class ShareIn(_In):
 
 
 class ShareOut(BaseModel):
+    """A server shared with a user, and as what."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "server_id": "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+                    "user_id": "8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84",
+                    "email": "ada@example.com",
+                    "username": "ada",
+                    "role": "viewer",
+                    "created_at": "2026-01-01T12:00:00Z",
+                }
+            ]
+        },
+    )
+
     server_id: uuid.UUID
+    """the shared server"""
     user_id: uuid.UUID
+    """the user it is shared with"""
     email: str
+    """that user's e-mail address"""
     username: str
+    """that user's name"""
     role: ShareRole
+    """what the user may do: owner (everything), operator (also commands and alerts), viewer (read)"""
     created_at: datetime
+    """when it was shared"""
 
 
 class ServerPage(Page[ServerOut]):
@@ -369,13 +484,39 @@ class ApiKeyIn(_In):
 
 
 class ApiKeyOut(BaseModel):
+    """An agent's API key, without its secret."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1",
+                    "server_id": "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+                    "name": "web-1 agent",
+                    "is_active": True,
+                    "last_used": "2026-01-01T12:00:00Z",
+                    "expires_at": None,
+                    "created_at": "2026-01-01T12:00:00Z",
+                }
+            ]
+        },
+    )
+
     id: uuid.UUID
+    """the key's id"""
     server_id: uuid.UUID
+    """the server whose agent uses it"""
     name: str | None
+    """a label"""
     is_active: bool
+    """false once deactivated or past `expires_at`: the agent is refused"""
     last_used: datetime | None
+    """the last time an agent connected with it"""
     expires_at: datetime | None
+    """when it stops working; null: never"""
     created_at: datetime
+    """when it was made"""
 
 
 class ApiKeyPage(Page[ApiKeyOut]):
@@ -383,16 +524,59 @@ class ApiKeyPage(Page[ApiKeyOut]):
 
 
 class ApiKeyCreated(ApiKeyOut):
-    key: str  # the plaintext key: returned here once, never again
-    # The one-line agent install with this key (docs/agent-install.md); shown once, like the key.
+    """A new API key, with its secret: shown this once, never again."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1",
+                    "server_id": "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+                    "name": "web-1 agent",
+                    "is_active": True,
+                    "last_used": None,
+                    "expires_at": None,
+                    "created_at": "2026-01-01T12:00:00Z",
+                    "key": "fpk_3kq9x.Zr8pW2mNvT4yHc6dLs0aQe1uBj5oGf7i",
+                    "install_command": "curl -fsSL https://fleet.example.com/install.sh"
+                    " | sudo sh -s -- --key fpk_3kq9x...",
+                }
+            ]
+        },
+    )
+
+    key: str
+    """the plaintext key (`fpk_...`): returned here once, never again"""
     install_command: str
+    """the one-line agent install with this key (docs/agent-install.md); shown once, like the key"""
 
 
 class ApiKeyMe(BaseModel):
+    """What an agent's key is: its server."""
+
+    model_config = ConfigDict(
+        use_attribute_docstrings=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "server_id": "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+                    "key_id": "c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1",
+                    "name": "web-1 agent",
+                    "is_active": True,
+                }
+            ]
+        },
+    )
+
     server_id: uuid.UUID
+    """the server the key belongs to"""
     key_id: uuid.UUID
+    """the key's id"""
     name: str | None
+    """the key's label"""
     is_active: bool
+    """always true here (an inactive key is a 401)"""
 
 
 # --- commands ------------------------------------------------------------------------------------
