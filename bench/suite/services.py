@@ -1,10 +1,11 @@
 """The Kafka broker and PostgreSQL cluster a bench run uses.
 
 `own` (the default): instances of the project's own services script with a state folder of their
-own (`<state dir>/bench`, its data folders wiped at every start, so each run starts clean) on
-other ports (`FLEETPULSE_BENCH_PG_PORT` 25432, `FLEETPULSE_BENCH_KAFKA_PORT` 29092 and the
-controller 29093), stopped at the end. The shared development services and their data are never
-touched: a ramp to ten thousand agents would otherwise fill the broker teammates' tests use.
+own (`<state dir>/bench`, or `FLEETPULSE_BENCH_STATE_DIR`; its data folders wiped at every start,
+so each run starts clean) on other ports (`FLEETPULSE_BENCH_PG_PORT` 25432,
+`FLEETPULSE_BENCH_KAFKA_PORT` 29092 and `FLEETPULSE_BENCH_KAFKA_CONTROLLER_PORT` 29093), stopped
+at the end. The shared development services and their data are never touched: a ramp to ten
+thousand agents would otherwise fill the broker teammates' tests use.
 `shared`: the running services (`FLEETPULSE_KAFKA_BOOTSTRAP`, `FLEETPULSE_DATABASE_URL`), with a
 database and a topic prefix of the run's own, dropped at the end.
 """
@@ -102,7 +103,8 @@ def start(mode: str) -> Services:
         admin = url.rpartition("/")[0] + "/postgres"
         pg, ts = _versions(admin)
         return Services("shared", bootstrap, admin, None, _kafka_version(project_state), pg, ts)
-    state = project_state / "bench"
+    # FLEETPULSE_BENCH_STATE_DIR: a second run at the same time needs a state folder (and ports) of its own.
+    state = Path(os.environ.get("FLEETPULSE_BENCH_STATE_DIR", project_state / "bench"))
     pg_port = int(os.environ.get("FLEETPULSE_BENCH_PG_PORT", "25432"))
     kafka_port = int(os.environ.get("FLEETPULSE_BENCH_KAFKA_PORT", "29092"))
     controller = int(os.environ.get("FLEETPULSE_BENCH_KAFKA_CONTROLLER_PORT", "29093"))
