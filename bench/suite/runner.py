@@ -31,6 +31,7 @@ class Context:
     progress: Progress
     shared_stack: Stack | None = None
     reduced: bool = False  # --reduced: the full scenarios at smaller sizes (a shorter run)
+    capacity_steps: list[int] = field(default_factory=list)  # --capacity-steps: the ramp's sizes
 
     def step(self, message: str) -> None:
         self.progress.step(message)
@@ -112,7 +113,10 @@ def run(args: argparse.Namespace) -> Path:
         "machine": info,
         "scenarios": {},
     }
-    ctx = Context(svc, args.smoke, out, state, progress, reduced=args.reduced and not args.smoke)
+    steps = [int(n) for n in args.capacity_steps.split(",") if n.strip()]
+    ctx = Context(
+        svc, args.smoke, out, state, progress, reduced=args.reduced and not args.smoke, capacity_steps=steps
+    )
     try:
         for name, module in chosen:
             progress.begin(name)
@@ -157,6 +161,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="a tiny run: every scenario, minutes")
     parser.add_argument("--only", default="", help="comma-separated scenario names")
+    parser.add_argument(
+        "--capacity-steps", default="", help="the capacity ramp's fleet sizes, e.g. 50,100,200"
+    )
     parser.add_argument(
         "--reduced", action="store_true", help="every scenario at smaller sizes (sizes in results.json)"
     )

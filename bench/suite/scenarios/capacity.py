@@ -47,6 +47,8 @@ def run(ctx: Any) -> dict[str, Any]:
     size = _sizes(ctx.smoke)
     if ctx.reduced:
         size |= {"settle": 5, "windows": 2, "window": 10, "profile_seconds": 5}
+    if ctx.capacity_steps:
+        size["steps"] = sorted(ctx.capacity_steps)
     dialects = {d: ramp(ctx, d, size) for d in ("seed", "legacy")}
     top = max(r["agents"] for d in dialects.values() for r in d["steps"])
     ctx.step(f"same-run limit: the generator against a bare acking server, {top} agents")
