@@ -220,7 +220,11 @@ class PersistenceService(mode.Service):
                         handled = True
                     elif records:
                         # A revocation came after the fetch: these may belong to another worker
-                        # now. Uncommitted, so their owner reads them again.
+                        # now. Uncommitted, so their owner reads them again. Dropping them never
+                        # skips a record: they were fetched before the revocation (`_take` checks
+                        # the epoch right after each fetch, with no await in between, and aiokafka
+                        # hands out nothing while a reassignment is in progress), and the
+                        # reassignment resets every position to the group's last commit.
                         self.stats.dropped_after_rebalance += len(records)
             except asyncio.CancelledError:
                 raise

@@ -1,7 +1,8 @@
-"""The alert engine: rules evaluated inside the stream, rules deployed as code, backtests and notifications.
+"""The alert processors: the live engine and the notifier, each an aiokafka consumer group.
 
-`evaluation` (pure) is the one place rules are evaluated; `engine` runs it in faust over the
-metrics topic, `code` runs decorator-registered rule functions the same way, `backtest` replays
-it over stored history, and `notifier` delivers the resulting episodes to owners' channels.
-Only `engine`, `notifier` and `code` import faust.
+The rules themselves are evaluated by the pure package `alerting` (evaluation, episode ids, rules
+as code, the backtest's replay). Here: `consumer` (the engine: batches, its own changelog,
+rebalances), `engine` (what a batch or a clock tick does to the states in memory), `health`
+(stall detection), `rules` (the rules topic), `notifier` and `delivery` (episodes to the owners'
+channels), `service` (their wiring into a faust app, which only hosts them).
 """
