@@ -2,21 +2,28 @@
 raw baseline in the same run.
 
     .venv/bin/python -m bench.alerts_throughput [--servers 100] [--samples 200] [--latency-seconds 20]
+                                                [--runs 3] [--json PATH]
 
 Each server has 10 rules (cpu, memory, load, per-mount disk, per-interface rx/tx rates, with
-`for` and hysteresis), and every sample carries 2 disks and 2 interfaces. Two measurements:
+`for` and hysteresis), and every sample carries 2 disks and 2 interfaces. Per run:
 
   evaluation  in-process, what the engine does per batch without Kafka: decode the samples,
               evaluate each against its server's 10 rules (state in memory), encode each
-              changed server's state once per batch of 5,000; baseline: decoding only.
+              changed server's state once per batch of 5,000; baseline: decoding only. The two
+              alternate batch by batch, so load on the machine moves both alike.
   worker      a real alerting worker (`python -m stream_processors.alerts`) on the real Kafka and
-              TimescaleDB, timed from its first fetched batch (its /health says when) to the last
-              server's last-sample episode in the alerts table (every sample evaluated, its
-              state snapshotted to the changelog, its offsets committed); baseline: a plain
-              aiokafka consumer reading and decoding the same messages. Ratio to the evaluation.
+              TimescaleDB, in a database and topics of its own, timed from its first fetched
+              batch (its /health says when) to the last server's last-sample episode in the
+              alerts table (every sample evaluated, its state snapshotted to the changelog, its
+              offsets committed); baselines: a plain aiokafka consumer reading and decoding the
+              same messages just before, and the run's in-process evaluation (the goal: at least
+              0.5 of it, and 20,000 samples/s).
   latency     the same worker, fed at half the worker's measured rate for `--latency-seconds`:
               from a sample's send to its alert event on the alerts topic (every 5th sample of a
-              server flips its cpu across a threshold), p50 and p99.
+              server flips its cpu across a threshold), p50 and p99 (goal: p99 under 1 s).
+
+Figures are medians of `--runs` runs, ratios medians of the per-run ratios; `--json` writes the
+result in the shape of bench/README.md.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import psycopg
 from aiokafka import AIOKafkaConsumer
 
 from alerting.registry import RuleRegistry
+from bench.result import StageResult, print_table, service_versions
 from ops import migrate
 from schemas import topics
 from schemas.alerts import ALERT_EVENT, AlertRule
@@ -128,24 +136,27 @@ def registry_for(rules: dict[uuid.UUID, list[AlertRule]]) -> RuleRegistry:
 def bench_evaluation(
     samples: list[MetricSample], rules: dict[uuid.UUID, list[AlertRule]], owner: uuid.UUID, batch: int = 5000
 ) -> tuple[float, float]:
+    """(evaluated samples/s, decoded samples/s), the two timed batch by batch in turn."""
     raw = [(topics.partition_for_key(topics.server_key(s.server_id), 12), s.to_bytes()) for s in samples]
     registry = registry_for(rules)
-    start = time.perf_counter()
-    for _, b in raw:
-        METRIC_SAMPLE.validate_json(b)
-    baseline = len(raw) / (time.perf_counter() - start)
     partitions: dict[int, dict[bytes, ServerStates]] = {p: {} for p in range(12)}
-    start = time.perf_counter()
+    decoding = evaluating = 0.0
     for i in range(0, len(raw), batch):
+        chunk = raw[i : i + batch]
+        start = time.perf_counter()
+        for _, b in chunk:
+            METRIC_SAMPLE.validate_json(b)
+        decoding += time.perf_counter() - start
+        start = time.perf_counter()
         decoded = []
-        for p, b in raw[i : i + batch]:
+        for p, b in chunk:
             sample = METRIC_SAMPLE.validate_json(b)
             decoded.append((p, topics.server_key(sample.server_id), sample))
         step = evaluate_batch(registry, partitions, decoded, lambda _s: owner)
         for states in step.changed.values():
             orjson.dumps(states)
-    evaluated = len(raw) / (time.perf_counter() - start)
-    return evaluated, baseline
+        evaluating += time.perf_counter() - start
+    return len(raw) / evaluating, len(raw) / decoding
 
 
 async def raw_consume(topic: str, count: int) -> float:
@@ -288,33 +299,69 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200, help="samples per server")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="0: no latency run")
     parser.add_argument("--skip-worker", action="store_true")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians)")
+    parser.add_argument("--json", metavar="PATH", help="write the result as JSON (bench/README.md)")
     args = parser.parse_args()
     owner = uuid.uuid4()
     servers = [uuid.uuid4() for _ in range(args.servers)]
     rules = {s: rules_for(s, owner) for s in servers}
     samples = make_samples(servers, args.samples)
     print(f"{len(samples)} samples, {args.servers} servers, 10 rules per server")
-    evaluated, decoded = bench_evaluation(samples, rules, owner)
-    ratio = evaluated / decoded
-    print(
-        f"evaluation  {evaluated:8.0f} samples/s  baseline (decode only) {decoded:8.0f}/s  ratio {ratio:.3f}"
+    result = StageResult(
+        "alerts_throughput",
+        {"servers": args.servers, "samples": args.samples, "rules_per_server": 10, "runs": args.runs,
+         "latency_seconds": args.latency_seconds, "total_samples": len(samples)},
+    )  # fmt: skip
+    decode = result.figure("decode", "samples/s", "decode only (in-process)")
+    evaluation = result.figure(
+        "evaluation", "samples/s", "evaluation in-process (decode, 10 rules)", limit="decode"
     )
-    if not args.skip_worker:
-        with TemporaryDirectory() as tmp:
-            rate, raw, latency = asyncio.run(
-                bench_worker(samples, rules, Path(tmp), args.latency_seconds, args.samples)
-            )
-        print(
-            f"worker      {rate:8.0f} samples/s  baseline (consume+decode) {raw:8.0f}/s"
-            f"  ratio {rate / raw:.3f}"
-            f"  of evaluation {rate / evaluated:.3f}"
-        )
-        if latency is not None:
-            p50, p99, count = latency
-            print(
-                f"latency     at {rate / 2:.0f} samples/s: p50 {p50 * 1000:.0f} ms"
-                f"  p99 {p99 * 1000:.0f} ms  ({count} events)"
-            )
+    consume = result.figure("consume_decode", "samples/s", "plain aiokafka consume + decode")
+    worker = result.figure(
+        "worker",
+        "samples/s",
+        "one worker, Kafka to alerts table",
+        limit="evaluation",
+        goal=20_000,
+        goal_ratio=0.5,
+    )
+    of_consume = result.figure(
+        "worker_of_consume", "samples/s", "one worker (ratio to consume + decode)", limit="consume_decode"
+    )
+    p50 = result.figure("latency_p50_ms", "ms", "latency sample -> event p50", higher_is_better=False)
+    p99 = result.figure(
+        "latency_p99_ms", "ms", "latency sample -> event p99", higher_is_better=False, goal=1000
+    )
+    events: list[int] = []
+    for run in range(args.runs):
+        evaluated, decoded = bench_evaluation(samples, rules, owner)
+        evaluation.runs.append(evaluated)
+        decode.runs.append(decoded)
+        line = f"run {run + 1}: evaluation {evaluated:,.0f}/s, decode only {decoded:,.0f}/s"
+        if not args.skip_worker:
+            with TemporaryDirectory() as tmp:
+                rate, raw, latency = asyncio.run(
+                    bench_worker(samples, rules, Path(tmp), args.latency_seconds, args.samples)
+                )
+            worker.runs.append(rate)
+            of_consume.runs.append(rate)
+            consume.runs.append(raw)
+            line += f", worker {rate:,.0f}/s, consume + decode {raw:,.0f}/s"
+            if latency is not None:
+                p50.runs.append(latency[0] * 1000)
+                p99.runs.append(latency[1] * 1000)
+                events.append(latency[2])
+                line += (
+                    f", latency at {rate / 2:,.0f}/s p50 {latency[0] * 1000:,.0f} ms"
+                    f" p99 {latency[1] * 1000:,.0f} ms"
+                )
+        print(line, flush=True)
+    result.notes["latency_events_per_run"] = events
+    result.notes["latency_rate"] = "half the worker's rate measured in the same run"
+    result.figures = [f for f in result.figures if f.runs]
+    print_table(result)
+    if args.json:
+        result.write(args.json, versions=asyncio.run(service_versions()))
 
 
 if __name__ == "__main__":
