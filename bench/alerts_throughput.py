@@ -22,6 +22,11 @@ Each server has 10 rules (cpu, memory, load, per-mount disk, per-interface rx/tx
               from a sample's send to its alert event on the alerts topic (every 5th sample of a
               server flips its cpu across a threshold), p50 and p99 (goal: p99 under 1 s).
 
+CPU per sample (process CPU time, which the machine's load moves far less than wall time): of
+the in-process evaluation, and of the worker process (from /proc, over the samples it evaluated
+between its first batch and the end); `worker_per_core` is 1e6 / the worker's µs, what one worker
+would do on a core of its own.
+
 Figures are medians of `--runs` runs, ratios medians of the per-run ratios; `--json` writes the
 result in the shape of bench/README.md.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import time
 import uuid
@@ -135,19 +141,21 @@ def registry_for(rules: dict[uuid.UUID, list[AlertRule]]) -> RuleRegistry:
 
 def bench_evaluation(
     samples: list[MetricSample], rules: dict[uuid.UUID, list[AlertRule]], owner: uuid.UUID, batch: int = 5000
-) -> tuple[float, float]:
-    """(evaluated samples/s, decoded samples/s), the two timed batch by batch in turn."""
+) -> tuple[float, float, float, float]:
+    """(evaluated samples/s, decoded samples/s, CPU µs per sample evaluated, CPU µs per sample
+    decoded), the two timed batch by batch in turn."""
     raw = [(topics.partition_for_key(topics.server_key(s.server_id), 12), s.to_bytes()) for s in samples]
     registry = registry_for(rules)
     partitions: dict[int, dict[bytes, ServerStates]] = {p: {} for p in range(12)}
-    decoding = evaluating = 0.0
+    decoding = evaluating = decoding_cpu = evaluating_cpu = 0.0
     for i in range(0, len(raw), batch):
         chunk = raw[i : i + batch]
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _, b in chunk:
             METRIC_SAMPLE.validate_json(b)
         decoding += time.perf_counter() - start
-        start = time.perf_counter()
+        decoding_cpu += time.process_time() - cpu
+        start, cpu = time.perf_counter(), time.process_time()
         decoded = []
         for p, b in chunk:
             sample = METRIC_SAMPLE.validate_json(b)
@@ -156,7 +164,15 @@ def bench_evaluation(
         for states in step.changed.values():
             orjson.dumps(states)
         evaluating += time.perf_counter() - start
-    return len(raw) / evaluating, len(raw) / decoding
+        evaluating_cpu += time.process_time() - cpu
+    n = len(raw)
+    return n / evaluating, n / decoding, evaluating_cpu / n * 1e6, decoding_cpu / n * 1e6
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def raw_consume(topic: str, count: int) -> float:
@@ -245,7 +261,8 @@ async def bench_worker(
     tmp: Path,
     latency_seconds: float,
     per_server: int,
-) -> tuple[float, float, tuple[float, float, int] | None]:
+) -> tuple[float, float, float, tuple[float, float, int] | None]:
+    """(samples/s, consume + decode samples/s, worker CPU µs per sample, latency p50/p99/count)."""
     name = f"fp_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -265,6 +282,15 @@ async def bench_worker(
         try:
             all_ids = {r.rule_id for rs in rules.values() for r in rs}
             await wait_for("rules loaded", lambda: worker.has_rules(all_ids), workers=[worker], within=300)
+            assert worker.proc is not None
+            pid = worker.proc.pid
+
+            async def started() -> tuple[float, int] | None:
+                # The worker's CPU time once its engine has evaluated something, and how much.
+                engine = (await worker_health(worker.web_port))["engine"]
+                return (cpu_seconds(pid), int(engine["samples"])) if engine["samples"] else None
+
+            cpu_start, counted_start = await wait_for("first batch", started, workers=[worker], within=300)
             markers = [rs[-1].rule_id for rs in rules.values()]
 
             async def done() -> bool:
@@ -277,14 +303,19 @@ async def bench_worker(
 
             await wait_for("every server's last sample", done, workers=[worker], within=1800)
             finished = time.time()
-            first = (await worker_health(worker.web_port))["engine"]["first_sample_at"]
-            rate = len(samples) / (finished - first)
+            health = (await worker_health(worker.web_port))["engine"]
+            counted = int(health["samples"]) - counted_start
+            # Meaningful only over most of the samples (a first batch that took nearly all: none).
+            cpu_us = math.nan
+            if counted >= len(samples) / 2:
+                cpu_us = (cpu_seconds(pid) - cpu_start) / counted * 1e6
+            rate = len(samples) / (finished - health["first_sample_at"])
             latency = None
             if latency_seconds > 0:
                 latency = await measure_latency(env, list(rules), rate / 2, latency_seconds, per_server + 1)
         finally:
             worker.stop()
-        return rate, baseline, latency
+        return rate, baseline, cpu_us, latency
     finally:
         await delete_topics(BOOTSTRAP, prefix)
         with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
@@ -328,25 +359,45 @@ def main() -> None:
     of_consume = result.figure(
         "worker_of_consume", "samples/s", "one worker (ratio to consume + decode)", limit="consume_decode"
     )
+    eval_cpu = result.figure(
+        "evaluation_cpu_us", "µs/sample", "CPU per sample, evaluation in-process", higher_is_better=False
+    )
+    worker_cpu = result.figure(
+        "worker_cpu_us",
+        "µs/sample",
+        "CPU per sample, the worker process",
+        higher_is_better=False,
+        limit="evaluation_cpu_us",
+    )
+    per_core = result.figure(
+        "worker_per_core", "samples/s", "one worker on a core of its own (1e6 / CPU µs)", goal=20_000
+    )
     p50 = result.figure("latency_p50_ms", "ms", "latency sample -> event p50", higher_is_better=False)
     p99 = result.figure(
         "latency_p99_ms", "ms", "latency sample -> event p99", higher_is_better=False, goal=1000
     )
     events: list[int] = []
     for run in range(args.runs):
-        evaluated, decoded = bench_evaluation(samples, rules, owner)
+        evaluated, decoded, evaluated_us, decoded_us = bench_evaluation(samples, rules, owner)
         evaluation.runs.append(evaluated)
         decode.runs.append(decoded)
-        line = f"run {run + 1}: evaluation {evaluated:,.0f}/s, decode only {decoded:,.0f}/s"
+        eval_cpu.runs.append(evaluated_us)
+        line = (
+            f"run {run + 1}: evaluation {evaluated:,.0f}/s ({evaluated_us:.1f} µs CPU), "
+            f"decode only {decoded:,.0f}/s ({decoded_us:.1f} µs CPU)"
+        )
         if not args.skip_worker:
             with TemporaryDirectory() as tmp:
-                rate, raw, latency = asyncio.run(
+                rate, raw, cpu_us, latency = asyncio.run(
                     bench_worker(samples, rules, Path(tmp), args.latency_seconds, args.samples)
                 )
             worker.runs.append(rate)
             of_consume.runs.append(rate)
             consume.runs.append(raw)
-            line += f", worker {rate:,.0f}/s, consume + decode {raw:,.0f}/s"
+            if not math.isnan(cpu_us):
+                worker_cpu.runs.append(cpu_us)
+                per_core.runs.append(1e6 / cpu_us)
+            line += f", worker {rate:,.0f}/s ({cpu_us:.1f} µs CPU), consume + decode {raw:,.0f}/s"
             if latency is not None:
                 p50.runs.append(latency[0] * 1000)
                 p99.runs.append(latency[1] * 1000)
