@@ -44,6 +44,7 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
 
+import httpx
 import orjson
 import psycopg
 from aiokafka import AIOKafkaConsumer
@@ -193,8 +194,6 @@ async def raw_consume(topic: str, count: int) -> float:
 
 
 async def worker_health(port: int) -> dict[str, Any]:
-    import httpx
-
     async with httpx.AsyncClient(timeout=5) as client:
         body: dict[str, Any] = (await client.get(f"http://127.0.0.1:{port}/health")).json()
     return body
@@ -287,7 +286,10 @@ async def bench_worker(
 
             async def started() -> tuple[float, int] | None:
                 # The worker's CPU time once its engine has evaluated something, and how much.
-                engine = (await worker_health(worker.web_port))["engine"]
+                try:
+                    engine = (await worker_health(worker.web_port))["engine"]
+                except httpx.HTTPError:
+                    return None  # a loaded machine: ask again
                 return (cpu_seconds(pid), int(engine["samples"])) if engine["samples"] else None
 
             cpu_start, counted_start = await wait_for("first batch", started, workers=[worker], within=300)
