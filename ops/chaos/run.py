@@ -474,6 +474,12 @@ async def execute(config: ChaosConfig, state: Path, jars: Path, logs: Path, *, k
             f"{len(run.watchers)} sockets, faults: {', '.join(config.faults)}"
         )
         await asyncio.sleep(config.warmup)
+        # Every agent connected before the first fault (a loaded machine connects them late, and
+        # a SIGKILL of an ingest that holds no agent proves nothing).
+        for _ in range(600):  # at most 120 s
+            if all(a.connected for a in run.agents):
+                break
+            await asyncio.sleep(0.2)
         for name in config.faults:
             phase = Phase(name, time.monotonic())
             run.phases.append(phase)
