@@ -6,7 +6,8 @@ words only, nothing a shell would read as syntax; 422 otherwise), the allowlist 
 parsed command's canonical text: one pattern must match it in full when the list is not empty),
 the per-user rate limit, and a connected agent (503 at once otherwise). It is then recorded in the
 history (who, what, when), published as its canonical text (which `sh -c` on a legacy agent reads
-as the same argv), and awaited up to its timeout (504 then; the agent may still run it).
+as the same argv), and awaited up to its timeout (504 then; the agent may still run it). Every
+attempt, refused or not, container log reads included, leaves an audit row.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..models import (
     DockerActionOut,
     DockerLogsOut,
 )
+from ..observe import audit_always
 from ..openapi import problems
 from ..pagination import Keyset, PagerDep, RemovedBefore
 from ..state import Resources
@@ -62,6 +64,7 @@ async def _send(
 ) -> CommandResult:
     settings = resources.settings
     command_id = uuid.uuid4()
+    audit_always(request.state)  # a container log read is a GET, and still a command to an agent
     request.state.audit_detail = {
         "command_id": str(command_id),
         "action": action,
