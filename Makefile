@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVICES := infra/services.sh
 PACKAGES := schemas alerting ops ingest api stream_processors
+WEB_BIN := web/node_modules/.bin
 
 # One place for the ports: the services script, the deployables and the tests all follow these.
 export FLEETPULSE_PG_PORT ?= 15432
@@ -13,12 +14,13 @@ export FLEETPULSE_KAFKA_PORT ?= 19092
 export FLEETPULSE_DATABASE_URL ?= postgresql://fleetpulse@127.0.0.1:$(FLEETPULSE_PG_PORT)/fleetpulse
 export FLEETPULSE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(FLEETPULSE_KAFKA_PORT)
 
-.PHONY: help setup wheelhouse services-start services-stop services-status migrate lint test test-unit test-integration run clean
+.PHONY: help setup wheelhouse services-start services-stop services-status migrate lint lint-web web test test-unit test-web test-integration run clean
 
 help:
 	@echo "make run      set up and start everything, with a small simulated fleet"
 	@echo "make test     set up, start the services, lint, run every test"
-	@echo "make lint     ruff and mypy over every package"
+	@echo "make lint     ruff and mypy over every package, tsc and prettier over the dashboard"
+	@echo "make web      build the dashboard (web/dist, served by the API at /)"
 	@echo "make services-start|services-stop|services-status   the local Kafka and TimescaleDB"
 
 setup:
@@ -40,21 +42,35 @@ wheelhouse: setup
 migrate: services-start
 	@$(PY) -m ops init
 
-lint: setup
+lint: setup lint-web
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy $(wildcard $(PACKAGES)) tests bench
 	@# The agent (agent/, its own distribution) is checked as the oldest Python it supports, 3.9.
 	cd agent && ../$(VENV)/bin/mypy
 
-test-unit: setup
+# The dashboard: strict type check (sources, tests, config) and the formatter's verdict.
+lint-web: setup
+	$(WEB_BIN)/tsc --noEmit --strict -p web/tsconfig.json
+	cd web && node_modules/.bin/prettier --check --log-level warn .
+
+web:
+	@$(SERVICES) web
+
+# The dashboard's client logic (Vitest, no browser); the browser suite is tests/browser (pytest).
+test-web: setup
+	cd web && node_modules/.bin/vitest run
+
+test-unit: setup test-web
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 test-integration: services-start
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-# The README's test command: lint, then every test on the real services.
-test: services-start lint
+# The README's test command: lint, then every test on the real services, the browser suite in
+# Debian's Chromium among them (its set-up installs the package; `make run` does not need it).
+test: export FLEETPULSE_SETUP_BROWSER = 1
+test: services-start lint test-web
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run: services-start

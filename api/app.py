@@ -18,7 +18,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
-from . import errors, expiry, openapi
+from . import errors, expiry, openapi, web
 from .commands import CommandBroker
 from .db.pool import close_pool, open_pool
 from .docs import install_asyncapi, install_docs, install_problem_pages
@@ -119,4 +119,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(ops.router)
     app.include_router(install.router)  # /install.sh and /agent/wheels/: the one-line agent install
     openapi.install(app)
+    web.install(app, settings.web_dir)  # the dashboard at `/`, after every API route
     return app

@@ -22,6 +22,8 @@ class ApiSettings(BaseSettings):
     live: LiveSettings = Field(default_factory=LiveSettings)  # the frontend sockets' limits
     host: str = "127.0.0.1"
     port: int = 8000
+    # The dashboard's build (Vite's output), served at `/`; None: the checkout's `web/dist`.
+    web_dir: Path | None = None
     # Protocol-level pings on the frontend sockets detect dead browsers (uvicorn's settings).
     ws_ping_interval: float = Field(default=20.0, gt=0)
     ws_ping_timeout: float = Field(default=20.0, gt=0)

@@ -3,7 +3,9 @@
 # broker+controller node, jars from Maven Central) and a real PostgreSQL 15 cluster with
 # TimescaleDB (Apache-2 edition, built from Debian's source package).
 #
-#   infra/services.sh setup    install packages, build TimescaleDB, fetch Kafka jars, make the venv
+#   infra/services.sh setup    install packages, build TimescaleDB, fetch Kafka jars, make the venv,
+#                              build the dashboard (independent steps run side by side)
+#   infra/services.sh web      build the dashboard alone (npm ci + vite build, both cached)
 #   infra/services.sh start    start PostgreSQL and Kafka (idempotent), wait until both answer
 #   infra/services.sh stop     stop both (SIGTERM, then SIGKILL after a grace period)
 #   infra/services.sh status   say what runs where
@@ -25,6 +27,8 @@ PG_DIR=$STATE/postgres
 KAFKA_DIR=$STATE/kafka
 KAFKA_LIB=$KAFKA_DIR/lib
 VENV=${FLEETPULSE_VENV:-$ROOT/.venv}
+WEB=$ROOT/web
+NODE_MIN=20.19
 PYTHON=${FLEETPULSE_PYTHON:-python3.11}
 TSDB_MIN_VERSION=2.19
 
@@ -54,8 +58,11 @@ apt_install() {
 }
 
 setup_packages() {
+  local browser=()
+  # The browser tests drive Debian's Chromium (`make test` asks for it; `make run` does not).
+  if [ "${FLEETPULSE_SETUP_BROWSER:-0}" = 1 ]; then browser=(chromium); fi
   apt_install postgresql-$PG_VERSION postgresql-server-dev-$PG_VERSION cmake gcc make libssl-dev \
-    openjdk-17-jre-headless maven xz-utils ca-certificates
+    openjdk-17-jre-headless maven xz-utils ca-certificates "${browser[@]}"
   # Debian's postgresql-common creates a default cluster on 5432; ours has its own directory and
   # port, so the default one is left alone (and not started by us).
 }
@@ -134,13 +141,93 @@ setup_venv() {
   echo "$want" >"$stamp"
 }
 
+# The dashboard (web/): npm packages from the committed lockfile, then the Vite build. Each is
+# skipped when its inputs did not change: node_modules carries the lockfile's hash, and the build
+# stamp (in the state folder, one per checkout) the hash of the lockfile and every source file.
+node_ok() {
+  command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || return 1
+  local have
+  have=$(node -p 'process.versions.node' 2>/dev/null) || return 1
+  [ "$(printf '%s\n%s\n' "$NODE_MIN" "$have" | sort -V | head -1)" = "$NODE_MIN" ]
+}
+
+web_sources_hash() {
+  (cd "$WEB" && find package.json package-lock.json vite.config.ts tsconfig.json index.html src public \
+    -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -c1-16
+}
+
+setup_node() {
+  node_ok || die "the dashboard needs Node.js $NODE_MIN or newer with npm (found: $(node --version 2>/dev/null || echo none))"
+  local stamp=$WEB/node_modules/.fleetpulse-stamp want
+  want=$(hash_of "$WEB/package-lock.json")
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then log "dashboard npm packages up to date"; return 0; fi
+  log "installing the dashboard's npm packages (npm ci, from the lockfile)"
+  mkdir -p "$STATE/logs"
+  (cd "$WEB" && npm ci --no-audit --no-fund --loglevel=error) >"$STATE/logs/npm-ci.log" 2>&1 \
+    || { tail -30 "$STATE/logs/npm-ci.log"; die "npm ci failed"; }
+  echo "$want" >"$stamp"
+}
+
+build_web() {
+  setup_node
+  local want stamp
+  want=$(web_sources_hash)
+  stamp="$STATE/web/build-$(printf '%s' "$ROOT" | sha256sum | cut -c1-12).stamp"
+  if [ -f "$WEB/dist/index.html" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "dashboard build up to date"
+    return 0
+  fi
+  log "building the dashboard (vite build)"
+  mkdir -p "$STATE/web" "$STATE/logs"
+  (cd "$WEB" && ./node_modules/.bin/vite build --logLevel warn) >"$STATE/logs/web-build.log" 2>&1 \
+    || { tail -30 "$STATE/logs/web-build.log"; die "the dashboard's build failed"; }
+  echo "$want" >"$stamp"
+  log "dashboard built: $(du -sh "$WEB/dist" | cut -f1) in web/dist"
+}
+
+# Steps that need nothing from each other run side by side: the venv, the dashboard and (once
+# Java and Maven are there) the Kafka jars, while apt installs packages and TimescaleDB compiles.
+JOB_PIDS=()
+JOB_NAMES=()
+spawn() {
+  local name=$1
+  shift
+  ("$@") &
+  JOB_PIDS+=($!)
+  JOB_NAMES+=("$name")
+}
+
+wait_jobs() {
+  local failed=() i
+  for i in "${!JOB_PIDS[@]}"; do
+    wait "${JOB_PIDS[$i]}" || failed+=("${JOB_NAMES[$i]}")
+  done
+  JOB_PIDS=()
+  JOB_NAMES=()
+  [ ${#failed[@]} -eq 0 ] || die "set-up step(s) failed: ${failed[*]} (their messages are above)"
+}
+
+kill_jobs() {
+  local pid
+  for pid in "${JOB_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+}
+
 cmd_setup() {
+  local t0=$SECONDS kafka_spawned=0
   mkdir -p "$STATE"
+  trap kill_jobs EXIT
+  spawn venv setup_venv
+  spawn dashboard build_web
+  if command -v java >/dev/null 2>&1 && command -v mvn >/dev/null 2>&1; then
+    spawn kafka setup_kafka
+    kafka_spawned=1
+  fi
   setup_packages
+  [ $kafka_spawned = 1 ] || spawn kafka setup_kafka
   setup_timescaledb
-  setup_kafka
-  setup_venv
-  log "setup done"
+  wait_jobs
+  trap - EXIT
+  log "setup done in $((SECONDS - t0)) s"
 }
 
 # ---------------------------------------------------------------------------------------- postgres
@@ -311,9 +398,10 @@ cmd_status() {
 
 case "${1:-}" in
   setup) cmd_setup ;;
+  web) mkdir -p "$STATE"; build_web ;;
   start) mkdir -p "$STATE"; start_postgres; start_kafka ;;
   stop) stop_kafka; stop_postgres ;;
   restart-postgres) stop_postgres; start_postgres ;;
   status) cmd_status ;;
-  *) echo "usage: $0 setup|start|stop|status" >&2; exit 2 ;;
+  *) echo "usage: $0 setup|web|start|stop|status" >&2; exit 2 ;;
 esac

@@ -12,8 +12,8 @@ TimescaleDB, Kafka) first; then this module:
    alert rules (again on the next run: the account is signed into, servers are reused);
 4. starts a small simulated fleet (`fleetpulse-agent simulate`) and one real agent reporting this
    machine, and waits until this machine's first sample is stored;
-5. prints the URLs (API docs, sockets), the demo credentials, the command to watch a server and
-   how to add a real one with the one-line install.
+5. prints the URLs (the dashboard first, then the API docs and sockets), the demo credentials,
+   the command to watch a server and how to add a real one with the one-line install.
 
 Ctrl-C (or SIGTERM) stops the children in reverse order, then the services, so nothing is left
 running. `FLEETPULSE_RUN_KEEP_SERVICES=1` leaves the services running (they may be shared).
@@ -316,10 +316,14 @@ def check(running: list[Child]) -> None:
 def banner(cfg: RunConfig, demo: Demo, this_machine: str, logs: Path) -> str:
     ws = cfg.api_url.replace("http://", "ws://")
     sid = demo.servers[this_machine]
+    dashboard = (
+        f"{cfg.api_url}/" if (ROOT / "web" / "dist" / "index.html").is_file() else "not built (make web)"
+    )
     lines = [
         "",
         "FleetPulse is running. Ctrl-C stops everything.",
         "",
+        f"  dashboard       {dashboard}   sign in as {DEMO_EMAIL} / {DEMO_PASSWORD}",
         f"  API docs        {cfg.api_url}/docs",
         f"  REST API        {cfg.api_url}/api/v1",
         f"  agent socket    {cfg.agent_url}",
