@@ -42,7 +42,7 @@ TEST_PARTITIONS = 4
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Decided on the path below tests/ (the checkout's own path may hold any folder name).
-    service_tiers = {"integration", "security"}
+    service_tiers = {"integration", "security", "browser"}
     for item in items:
         path = Path(item.path).resolve()
         parts = path.relative_to(ROOT / "tests").parts if path.is_relative_to(ROOT / "tests") else ()

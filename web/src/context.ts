@@ -67,6 +67,11 @@ export class Ctx {
     return true;
   }
 
+  /** Whether the fleet socket is live now (pages poll REST while it is not). */
+  get fleetLive(): boolean {
+    return this.fleetSocket?.currentState === "open";
+  }
+
   startFleet(onAlert: (data: AlertData) => void): void {
     if (this.fleetSocket) return;
     let everOpen = false;

@@ -227,4 +227,18 @@ describe("LiveSocket", () => {
     clock.advance(1);
     socket.stop();
   });
+
+  it("delivers alert frames whatever their position: they come from another topic, live only", async () => {
+    const { sockets, frames, socket } = setup();
+    socket.start();
+    await flush();
+    sockets[0]!.open();
+    sockets[0]!.frame({ type: "auth_success" });
+    sockets[0]!.frame({ type: "history_end", position: { partition: 1, offset: 500 } });
+    sockets[0]!.frame({ type: "metrics", position: { partition: 1, offset: 510 } });
+    sockets[0]!.frame({ type: "alert", data: {}, position: { partition: 1, offset: 3 } });
+    expect(frames.map((f) => f.type)).toEqual(["auth_success", "history_end", "metrics", "alert"]);
+    expect(socket.positions.resume).toEqual({ partition: 1, offset: 510 });
+    socket.stop();
+  });
 });

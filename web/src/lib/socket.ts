@@ -54,6 +54,10 @@ export interface LiveSocketOptions {
   onState?(state: SocketState, detail: string): void;
   /** Whether to send `resume` with the last position seen (the metrics and logs sockets). */
   resumable?: boolean;
+  /** The frames whose positions belong to the resumable stream. Alert frames carry positions of
+   * another topic (alerts are live only, never resumed): they must neither be dropped by nor move
+   * the stream's position. */
+  streamTypes?: readonly string[];
   backoff?: BackoffOptions;
   pingMs?: number;
   create?: (url: string) => WebSocketLike;
@@ -62,6 +66,7 @@ export interface LiveSocketOptions {
 }
 
 const OPEN = 1;
+const STREAM_TYPES = ["metrics", "log", "history_end"];
 
 export function isTerminal(code: number): boolean {
   return code >= 4400 && code < 4500;
@@ -199,7 +204,8 @@ export class LiveSocket {
         if (!frame["position"]) this.positions.reset();
         break;
     }
-    if (this.options.resumable && frame.position) {
+    const streamTypes = this.options.streamTypes ?? STREAM_TYPES;
+    if (this.options.resumable && frame.position && streamTypes.includes(frame.type)) {
       // The seam comes back with the very position a resume sent: always delivered.
       const fresh = this.positions.see(frame.position);
       if (!fresh && frame.type !== "history_end") return; // seen already (a replayed overlap)

@@ -124,9 +124,14 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
     timer = setTimeout(() => void reload(), 500); // the episode row is written by the engine
   };
   document.addEventListener("fleetpulse:alert", onAlert);
+  // While the fleet socket is down (or the API has none), the lists are refetched now and then.
+  const poll = setInterval(() => {
+    if (!ctx.fleetLive && !document.hidden) void reload();
+  }, 10_000);
   void reload();
   return () => {
     clearTimeout(timer);
+    clearInterval(poll);
     document.removeEventListener("fleetpulse:alert", onAlert);
   };
 }

@@ -318,11 +318,16 @@ export function fleetPage(ctx: Ctx, host: HTMLElement): () => void {
     }
   });
   const ticker = setInterval(paint, 5000); // "12 s ago" keeps counting
+  // While the fleet socket is down (or the API has none), the summary is refetched now and then.
+  const poll = setInterval(() => {
+    if (!ctx.fleetLive && !document.hidden) void load();
+  }, 10_000);
   window.addEventListener("resize", paint);
   void load();
   return () => {
     off();
     clearInterval(ticker);
+    clearInterval(poll);
     window.removeEventListener("resize", paint);
   };
 }

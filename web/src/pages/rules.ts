@@ -63,7 +63,11 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
       { class: "page-head" },
       h("h1", null, "Rules"),
       h("span", { class: "spacer" }),
-      h("button", { class: "primary", id: "new-rule", onclick: () => edit(null) }, "New rule"),
+      h(
+        "button",
+        { class: "primary", id: "new-rule", disabled: true, onclick: () => edit(null) },
+        "New rule",
+      ),
     ),
     editor,
     list,
@@ -74,6 +78,7 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
       const [rules, srv] = await Promise.all([ctx.client.rules(), ctx.client.servers()]);
       servers = srv;
       for (const s of srv) ctx.names.set(s.id, s.name);
+      host.querySelector<HTMLButtonElement>("#new-rule")!.disabled = false; // the server list is known
       const filterServer = params.get("server");
       const shown = filterServer
         ? rules.filter((r) => r.rule.server_id === filterServer || r.rule.server_id === null)
