@@ -58,7 +58,9 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, within: float = 90
 
 
 @pytest.fixture(scope="module")
-def stack(database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     if not CHROMIUM.exists():
         message = f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
@@ -87,7 +89,11 @@ def stack(database_url: str, kafka_bootstrap: str, tmp_path_factory: pytest.Temp
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     for name, argv, health in (
         ("api", [sys.executable, "-m", "api", "--with-ingest"], f"http://127.0.0.1:{api_port}/health"),
-        ("processors", [sys.executable, "-m", "stream_processors"], f"http://127.0.0.1:{processors_port}/health"),
+        (
+            "processors",
+            [sys.executable, "-m", "stream_processors"],
+            f"http://127.0.0.1:{processors_port}/health",
+        ),
     ):
         log = tmp / f"{name}.log"
         with log.open("ab") as out:

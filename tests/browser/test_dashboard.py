@@ -16,7 +16,17 @@ import pytest
 from tests.browser.conftest import ARTIFACTS, CHROMIUM, ROOT, Stack
 
 SCENARIO = Path(__file__).with_name("dashboard.test.mjs")
-STEPS = ["01-signed-in", "02-key", "03-metrics", "04-logs", "05-backtest", "06-live-alert", "07-acknowledged", "08-command", "09-offline"]
+STEPS = [
+    "01-signed-in",
+    "02-key",
+    "03-metrics",
+    "04-logs",
+    "05-backtest",
+    "06-live-alert",
+    "07-acknowledged",
+    "08-command",
+    "09-offline",
+]
 
 
 @pytest.mark.timeout(900)
