@@ -1,4 +1,4 @@
-"""The real stack for the browser suite: the API with ingest in one process and the stream
+"""The real stack for the browser suite: the API with ingest in one process (`ops.server`) and the stream
 processors (persistence, rollups, the alert engine), on free ports, in a database and a topic
 namespace of their own; the dashboard built from web/ (`make test`'s set-up builds it)."""
 
@@ -88,7 +88,7 @@ def stack(
     )
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
     for name, argv, health in (
-        ("api", [sys.executable, "-m", "api", "--with-ingest"], f"http://127.0.0.1:{api_port}/health"),
+        ("api", [sys.executable, "-m", "ops.server"], f"http://127.0.0.1:{api_port}/health"),
         (
             "processors",
             [sys.executable, "-m", "stream_processors"],
