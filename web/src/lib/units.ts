@@ -48,19 +48,30 @@ export function formatAgo(iso: string | null | undefined, now: number = Date.now
   return `${formatDuration(seconds)} ago`;
 }
 
+// One formatter each, made once: `toLocaleString` with options builds a new one per call, which
+// was the fleet page's costliest function under live updates (bench/dashboard.py's profile).
+const LOCAL = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+  second: "2-digit",
+});
+const LOCAL_MINUTES = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "2-digit",
+  day: "2-digit",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+
 /** A time in the browser's time zone (what a user reads)... */
 export function formatLocal(iso: string | number | null | undefined, withSeconds = true): string {
   if (iso === null || iso === undefined) return "–";
   const d = new Date(iso);
   if (Number.isNaN(d.getTime())) return "–";
-  return d.toLocaleString(undefined, {
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    ...(withSeconds ? { second: "2-digit" } : {}),
-  });
+  return (withSeconds ? LOCAL : LOCAL_MINUTES).format(d);
 }
 
 /** ...and the same instant in UTC, for the hover title. */
