@@ -29,32 +29,41 @@ let serverId;
 let apiKey;
 
 async function shot(name) {
-  await page.screenshot({ path: join(env.ARTIFACTS, `${name}.png`), fullPage: false });
+  await page.screenshot({
+    path: join(env.ARTIFACTS, `${name}.png`),
+    fullPage: false,
+  });
 }
 
 before(async () => {
-  context = await chromium.launchPersistentContext(mkdtempSync(join(work, "chromium-")), {
-    executablePath: env.CHROMIUM,
-    headless: true,
-    // As root in a container, without network beyond loopback (the machine's closed network).
-    args: [
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-    viewport: { width: 1400, height: 900 },
-    timezoneId: "Europe/Berlin", // local time on the page, UTC on hover: not the same here
-  });
+  context = await chromium.launchPersistentContext(
+    mkdtempSync(join(work, "chromium-")),
+    {
+      executablePath: env.CHROMIUM,
+      headless: true,
+      // As root in a container, without network beyond loopback (the machine's closed network).
+      args: [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+      viewport: { width: 1400, height: 900 },
+      timezoneId: "Europe/Berlin", // local time on the page, UTC on hover: not the same here
+    },
+  );
   page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(30_000);
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("console", (m) => {
     // The one thing the page must never do: break its Content-Security-Policy.
-    if (/Content Security Policy|Refused to (execute|apply|load)/i.test(m.text())) problems.push(`CSP: ${m.text()}`);
+    if (
+      /Content Security Policy|Refused to (execute|apply|load)/i.test(m.text())
+    )
+      problems.push(`CSP: ${m.text()}`);
   });
   writeFileSync(logFile, "");
 });
@@ -122,21 +131,36 @@ test("an agent reports with the key: the chart moves and a log line arrives", as
   await page.goto(`${BASE}/servers/${serverId}?tab=metrics&range=15m`);
   const cpu = page.locator("figure.chart", { hasText: "CPU" }).first();
   await page.waitForFunction(
-    () => Number(document.querySelector("figure.chart")?.dataset.points ?? 0) >= 3,
+    () =>
+      Number(document.querySelector("figure.chart")?.dataset.points ?? 0) >= 3,
     null,
     { timeout: 60_000 },
   );
   const before = Number(await cpu.getAttribute("data-points"));
-  await page.waitForFunction((n) => Number(document.querySelector("figure.chart")?.dataset.points ?? 0) > n, before, {
-    timeout: 30_000,
-  });
+  await page.waitForFunction(
+    (n) =>
+      Number(document.querySelector("figure.chart")?.dataset.points ?? 0) > n,
+    before,
+    {
+      timeout: 30_000,
+    },
+  );
   await page.waitForSelector(".page-head .status.s-online");
   await shot("03-metrics");
 
   await page.click('.tabs a[data-tab="logs"]');
-  const writer = setInterval(() => appendFileSync(logFile, `WARNING ${marker} written by the browser test\n`), 500);
+  const writer = setInterval(
+    () =>
+      appendFileSync(
+        logFile,
+        `WARNING ${marker} written by the browser test\n`,
+      ),
+    500,
+  );
   try {
-    await page.waitForSelector(`.logs .line:has-text("${marker}")`, { timeout: 60_000 });
+    await page.waitForSelector(`.logs .line:has-text("${marker}")`, {
+      timeout: 60_000,
+    });
   } finally {
     clearInterval(writer);
   }
@@ -155,7 +179,11 @@ test("an alert fires, shows at once wherever the user is, and is acknowledged", 
   await page.selectOption("#rule-severity", "critical");
   await page.selectOption("#backtest-days", "1");
   await page.click("#run-backtest");
-  await page.waitForFunction(() => /would (have|not have) fired/.test(document.querySelector("#backtest-verdict")?.textContent ?? ""));
+  await page.waitForFunction(() =>
+    /would (have|not have) fired/.test(
+      document.querySelector("#backtest-verdict")?.textContent ?? "",
+    ),
+  );
   const verdict = await page.textContent("#backtest-verdict");
   assert.match(verdict, /would have fired once in the last day/, verdict);
   await page.waitForSelector(".rule-form figure.chart");
@@ -167,7 +195,9 @@ test("an alert fires, shows at once wherever the user is, and is acknowledged", 
   await second.waitForSelector(".page-head .status.s-online");
   await page.click("#save-rule");
   await page.waitForSelector("text=Rule created");
-  await second.waitForSelector("#live-alerts .live-alert.firing", { timeout: 60_000 });
+  await second.waitForSelector("#live-alerts .live-alert.firing", {
+    timeout: 60_000,
+  });
   await second.screenshot({ path: join(env.ARTIFACTS, "06-live-alert.png") });
   await second.close();
   await page.click('nav.top a[data-nav="alerts"]');
@@ -186,10 +216,20 @@ test("an operator runs an allowed command", async () => {
   await page.waitForSelector('input[name="command"]');
   await page.fill('input[name="command"]', "echo hello-from-the-browser");
   await page.click("button:has-text('Run')");
-  await page.waitForFunction(() => /\[exit 0/.test(document.querySelector("#console-output")?.textContent ?? ""), null, {
-    timeout: 45_000,
-  });
-  assert.match(await page.textContent("#console-output"), /hello-from-the-browser/);
+  await page.waitForFunction(
+    () =>
+      /\[exit 0/.test(
+        document.querySelector("#console-output")?.textContent ?? "",
+      ),
+    null,
+    {
+      timeout: 45_000,
+    },
+  );
+  assert.match(
+    await page.textContent("#console-output"),
+    /hello-from-the-browser/,
+  );
   await shot("08-command");
 });
 
@@ -199,11 +239,19 @@ test("revoking the key takes the server offline", async () => {
   await page.click('dialog.confirm button[value="ok"]');
   await page.waitForSelector("text=revoked");
   await page.goto(`${BASE}/?q=${serverName}`);
-  await page.waitForSelector(`.frow[data-status="offline"]:has-text("${serverName}")`, { timeout: 60_000 });
+  await page.waitForSelector(
+    `.frow[data-status="offline"]:has-text("${serverName}")`,
+    { timeout: 60_000 },
+  );
   await shot("09-offline");
   assert.deepEqual(problems, [], problems.join("\n"));
   // The agent was refused: it stops by itself.
   const deadline = Date.now() + 30_000;
-  while (agent.exitCode === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
-  assert.notEqual(agent.exitCode, null, `the agent still runs after its key was revoked:\n${agentOutput.slice(-2000)}`);
+  while (agent.exitCode === null && Date.now() < deadline)
+    await new Promise((r) => setTimeout(r, 200));
+  assert.notEqual(
+    agent.exitCode,
+    null,
+    `the agent still runs after its key was revoked:\n${agentOutput.slice(-2000)}`,
+  );
 });
