@@ -29,6 +29,12 @@ let serverId;
 let apiKey;
 
 async function shot(name) {
+  // Every step runs on the live sockets: a "Live updates disconnected" banner is a failure.
+  const banner = await page.evaluate(() => {
+    const el = document.querySelector("#banner");
+    return el && !el.hidden ? el.textContent : "";
+  });
+  if (/Live updates/.test(banner)) problems.push(`${name}: banner "${banner}"`);
   await page.screenshot({
     path: join(env.ARTIFACTS, `${name}.png`),
     fullPage: false,
@@ -109,7 +115,7 @@ test("create a server and a key: the key is shown once, with the install command
 });
 
 test("an agent reports with the key: the chart moves and a log line arrives", async () => {
-  agent = spawn(env.PYTHON, ["-m", "agent", "run"], {
+  agent = spawn(env.PYTHON, ["-m", "fleetpulse_agent", "run"], {
     cwd: env.REPO_ROOT,
     env: {
       ...env,

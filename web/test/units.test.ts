@@ -6,6 +6,7 @@ import {
   formatPercent,
   formatRate,
   formatUtc,
+  plural,
   rateUnit,
 } from "../src/lib/units";
 
@@ -44,5 +45,14 @@ describe("units", () => {
 
   it("shows UTC for the hover title", () => {
     expect(formatUtc("2026-12-03T10:00:05.123Z")).toBe("2026-12-03 10:00:05 UTC");
+  });
+});
+
+describe("plural", () => {
+  it("counts with the right noun", () => {
+    expect(plural(1, "server")).toBe("1 server");
+    expect(plural(0, "server")).toBe("0 servers");
+    expect(plural(3, "alert")).toBe("3 alerts");
+    expect(plural(2, "entry", "entries")).toBe("2 entries");
   });
 });

@@ -8,6 +8,7 @@ import uPlot from "uplot";
 import { h } from "./dom";
 import { formatBytes, formatLocal, formatPercent, formatRate, formatUtc } from "./units";
 import type { Value } from "./series";
+import { BINARY_INCRS, bytesRange, isolatedPoints } from "./scale";
 
 export type Unit = "percent" | "rate" | "bytes" | "number";
 
@@ -97,7 +98,12 @@ export class Chart {
           range: (_u, min, max) => (this.window ? [this.window.min, this.window.max] : [min, max]),
         },
         y: {
-          range: spec.unit === "percent" ? [0, 100] : (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1],
+          range:
+            spec.unit === "percent"
+              ? [0, 100]
+              : spec.unit === "rate" || spec.unit === "bytes"
+                ? (_u, _min, max) => bytesRange(max)
+                : (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1],
         },
       },
       axes: [
@@ -107,6 +113,7 @@ export class Chart {
           grid: { stroke: () => theme.grid, width: 1 },
           ticks: { show: false },
           values: axisValues(spec.unit),
+          ...(spec.unit === "rate" || spec.unit === "bytes" ? { incrs: BINARY_INCRS } : {}),
           size: spec.unit === "percent" ? 44 : 76,
         },
       ],
@@ -118,7 +125,12 @@ export class Chart {
           width: 1.5,
           fill: spec.series.length === 1 ? `${s.color}22` : undefined,
           spanGaps: false,
-          points: { show: false },
+          points: {
+            show: false,
+            size: 5,
+            fill: s.color,
+            filter: (u: uPlot, si: number) => isolatedPoints(u.data[si] ?? []),
+          },
           value: (_u: uPlot, v: number | null) => fmt(v),
         })),
       ],

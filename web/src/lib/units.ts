@@ -95,3 +95,8 @@ export function rateUnit(max: number): { unit: string; divisor: number } {
   }
   return { unit: `${BYTE_UNITS[i]}/s`, divisor };
 }
+
+/** "1 server", "3 servers": a count with its noun (English plural in -s unless given). */
+export function plural(n: number, one: string, many = `${one}s`): string {
+  return `${n} ${n === 1 ? one : many}`;
+}

@@ -10,7 +10,7 @@ import { drawSpark } from "../lib/chart";
 import { clear, h, setText, toast } from "../lib/dom";
 import { FleetStore, view, type FleetRow, type SortKey } from "../lib/fleet";
 import { navigate, setQuery } from "../lib/router";
-import { formatAgo, formatLocal, formatPercent, formatUtc } from "../lib/units";
+import { formatAgo, formatLocal, formatPercent, formatUtc, plural } from "../lib/units";
 
 const ROW_HEIGHT = 44;
 const OVERSCAN = 8;
@@ -210,8 +210,8 @@ export function fleetPage(ctx: Ctx, host: HTMLElement): () => void {
     }
     setText(
       summary,
-      `${store.rows.size} servers · ${counts.online} online · ${counts.offline} offline · ${counts.stale} stale` +
-        (firing ? ` · ${firing} alerts firing` : "") +
+      `${plural(store.rows.size, "server")} · ${counts.online} online · ${counts.offline} offline · ${counts.stale} stale` +
+        (firing ? ` · ${plural(firing, "alert")} firing` : "") +
         (ordered.length !== store.rows.size ? ` · ${ordered.length} shown` : ""),
     );
   }

@@ -6,7 +6,7 @@
 import type { LogLine } from "../lib/api";
 import { clear, h, setText } from "../lib/dom";
 import { setQuery } from "../lib/router";
-import { formatLocal, formatUtc } from "../lib/units";
+import { formatLocal, formatUtc, plural } from "../lib/units";
 import type { ServerLive } from "./server";
 
 const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
@@ -82,7 +82,10 @@ export function logsTab(live: ServerLive, host: HTMLElement): () => void {
   }
 
   function status(): void {
-    setText(count, paused ? `paused · ${buffered.length} new line(s) waiting` : `${lines.length} lines`);
+    setText(
+      count,
+      paused ? `paused · ${plural(buffered.length, "new line")} waiting` : plural(lines.length, "line"),
+    );
   }
 
   function add(l: Line, atEnd: boolean): void {
