@@ -7,7 +7,8 @@ import { spawn } from "node:child_process";
 import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
-import { randomUUID } from "node:crypto";
+import { createHmac, randomUUID } from "node:crypto";
+import { createServer } from "node:http";
 
 const env = process.env;
 const require = createRequire(join(env.REPO_ROOT, "web", "package.json"));
@@ -214,6 +215,44 @@ test("an alert fires, shows at once wherever the user is, and is acknowledged", 
   await shot("07-acknowledged");
 });
 
+test("a notification channel is created and its test message delivered, signed", async () => {
+  // A webhook receiver on loopback: what the API sends when the user presses "Send test".
+  const received = [];
+  const receiver = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => (body += d));
+    req.on("end", () => {
+      received.push({ headers: req.headers, body });
+      res.writeHead(200).end("ok");
+    });
+  });
+  await new Promise((r) => receiver.listen(0, "127.0.0.1", r));
+  const secret = "a-browser-webhook-secret";
+  try {
+    await page.click('nav.top a[data-nav="channels"]');
+    await page.click("#new-channel");
+    await page.fill("#channel-name", "browser webhook");
+    await page.fill("#channel-url", `http://127.0.0.1:${receiver.address().port}/hook`);
+    await page.fill("#channel-secret", secret);
+    await page.click("form.card button[type=submit]");
+    await page.waitForSelector("text=Channel saved");
+    const row = page.locator("table.data tr", { hasText: "browser webhook" });
+    await row.waitFor();
+    assert.match(await row.textContent(), /signed/);
+    await row.locator("button", { hasText: "Send test" }).click();
+    await page.waitForSelector("text=Delivered (HTTP 200)");
+    assert.equal(received.length, 1);
+    const { headers, body } = received[0];
+    const expected = createHmac("sha256", secret)
+      .update(`${headers["x-fleetpulse-timestamp"]}.${body}`)
+      .digest("hex");
+    assert.equal(headers["x-fleetpulse-signature"], `sha256=${expected}`);
+    await shot("08-channel");
+  } finally {
+    receiver.close();
+  }
+});
+
 test("an operator runs an allowed command", async () => {
   await page.goto(`${BASE}/servers/${serverId}?tab=commands`);
   await page.check("#commands-enabled");
@@ -236,7 +275,7 @@ test("an operator runs an allowed command", async () => {
     await page.textContent("#console-output"),
     /hello-from-the-browser/,
   );
-  await shot("08-command");
+  await shot("09-command");
 });
 
 test("revoking the key takes the server offline", async () => {
@@ -249,7 +288,7 @@ test("revoking the key takes the server offline", async () => {
     `.frow[data-status="offline"]:has-text("${serverName}")`,
     { timeout: 60_000 },
   );
-  await shot("09-offline");
+  await shot("10-offline");
   assert.deepEqual(problems, [], problems.join("\n"));
   // The agent was refused: it stops by itself.
   const deadline = Date.now() + 30_000;

@@ -1,7 +1,8 @@
 """The dashboard in a real browser (Debian's Chromium, driven by Playwright) against the real
 stack: a user registers and signs in, creates a server and a key, an agent reports with it, the
-chart moves and a log line arrives, an alert fires and is acknowledged, an allowed command runs,
-and revoking the key takes the server offline. The scenario is `dashboard.test.mjs` (node's test
+chart moves and a log line arrives, an alert fires and is acknowledged, a notification channel
+is created and its signed test message arrives, an allowed command runs, and revoking the key
+takes the server offline. The scenario is `dashboard.test.mjs` (node's test
 runner); every step saves a screenshot under build/browser/."""
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ STEPS = [
     "05-backtest",
     "06-live-alert",
     "07-acknowledged",
-    "08-command",
-    "09-offline",
+    "08-channel",
+    "09-command",
+    "10-offline",
 ]
 
 

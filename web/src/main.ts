@@ -3,7 +3,7 @@ import "uplot/dist/uPlot.min.css";
 import "./styles.css";
 import { Ctx, type AlertData, type Page } from "./context";
 import { refreshTokens } from "./lib/api";
-import { bannerHost } from "./lib/banner";
+import { bannerHost, liveAlertHandled } from "./lib/banner";
 import { clear, h, toast } from "./lib/dom";
 import { interceptLinks, navigate, onNavigate, parse, type Route } from "./lib/router";
 import { browserStorage, TokenManager, STORAGE_KEY } from "./lib/tokens";
@@ -67,6 +67,7 @@ function liveAlert(data: AlertData): void {
       h("button", { class: "small ghost", onclick: () => card.remove(), "aria-label": "Dismiss" }, "Dismiss"),
     ),
   );
+  if (data.state === "resolved") liveAlertHandled(data.episode_id); // the firing card is over
   host.prepend(card);
   while (host.children.length > 5) host.lastElementChild?.remove();
   if (data.state === "resolved") setTimeout(() => card.remove(), 15_000);

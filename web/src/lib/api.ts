@@ -238,8 +238,19 @@ export class Client {
   }
 
   // --- notification channels ---------------------------------------------------------------------
-  channels(): Promise<Channel[]> {
-    return this.get("/notification-channels");
+  /** Every channel of the caller: the list is a cursor page, followed to its end. */
+  async channels(): Promise<Channel[]> {
+    const out: Channel[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: { items: Channel[]; next_cursor: string | null } = await this.get(
+        "/notification-channels",
+        { limit: 100, cursor },
+      );
+      out.push(...page.items);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    return out;
   }
   createChannel(body: ChannelIn): Promise<Channel> {
     return this.post("/notification-channels", body);

@@ -27,3 +27,9 @@ function render(): void {
   host.replaceChildren(...[...messages.values()].map((m) => h("div", { class: `banner ${m.kind}` }, m.text)));
   host.hidden = messages.size === 0;
 }
+
+/** An episode acknowledged or resolved anywhere on the page: its live alert cards go away. */
+export function liveAlertHandled(episodeId: string): void {
+  for (const card of document.querySelectorAll<HTMLElement>("#live-alerts .live-alert"))
+    if (card.dataset["episode"] === episodeId) card.remove();
+}

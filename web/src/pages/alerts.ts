@@ -1,6 +1,7 @@
 /** Alerts: the active ones and the history, acknowledge and resolve; live alert frames refresh it. */
 import type { Ctx } from "../context";
 import type { Alert } from "../lib/api";
+import { liveAlertHandled } from "../lib/banner";
 import { clear, h, timeEl, toast } from "../lib/dom";
 import { formatAgo, formatLocal } from "../lib/units";
 
@@ -20,6 +21,7 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
           ? ctx.client.acknowledge(a.episode_id)
           : ctx.client.resolve(a.episode_id));
         toast(what === "acknowledge" ? "Acknowledged" : "Resolved", "ok");
+        liveAlertHandled(a.episode_id);
         void reload();
       } catch (e) {
         toast((e as Error).message, "error");
