@@ -19,7 +19,7 @@ export FLEETPULSE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(FLEETPULSE_KAFKA_PORT)
 help:
 	@echo "make run      set up and start everything, with a small simulated fleet"
 	@echo "make test     set up, start the services, lint, run every test"
-	@echo "make lint     ruff and mypy over every package, tsc and prettier over the dashboard"
+	@echo "make lint     ruff and mypy over every package, tsc, eslint and prettier over the dashboard"
 	@echo "make web      build the dashboard (web/dist, served by the API at /)"
 	@echo "make services-start|services-stop|services-status   the local Kafka and TimescaleDB"
 
@@ -49,9 +49,11 @@ lint: setup lint-web
 	@# The agent (agent/, its own distribution) is checked as the oldest Python it supports, 3.9.
 	cd agent && ../$(VENV)/bin/mypy
 
-# The dashboard: strict type check (sources, tests, config) and the formatter's verdict.
+# The dashboard: strict type check (sources, tests, config), ESLint with type-aware rules
+# (web/eslint.config.js) and the formatter's verdict.
 lint-web: setup
 	$(WEB_BIN)/tsc --noEmit --strict -p web/tsconfig.json
+	cd web && node_modules/.bin/eslint --max-warnings 0 .
 	cd web && node_modules/.bin/prettier --check --log-level warn .
 
 web:

@@ -4,7 +4,7 @@
  * a 401 refreshes it once and retries.
  */
 import type { FleetRow } from "./fleet";
-import { SessionEnded, TokenManager, type TokenAnswer } from "./tokens";
+import { SessionEnded, type TokenAnswer, type TokenManager } from "./tokens";
 
 export const API = "/api/v1";
 
@@ -121,7 +121,7 @@ export class Client {
   }
 
   // --- servers and fleet -------------------------------------------------------------------------
-  fleet(): Promise<{ generated_at: string; servers: FleetRow[] }> {
+  fleet(): Promise<{ generated_at: string; truncated: boolean; servers: FleetRow[] }> {
     return this.get("/fleet");
   }
   servers(): Promise<Server[]> {

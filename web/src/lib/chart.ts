@@ -172,7 +172,7 @@ export class Chart {
 
   /** Replaces the data; the x window stays what `setWindow` said. */
   setData(data: [number[], ...Value[][]]): void {
-    this.plot.setData(data as uPlot.AlignedData, true);
+    this.plot.setData(data, true);
     let points = 0;
     for (const v of data[1] ?? []) if (v !== null) points++;
     this.empty.hidden = points > 0;

@@ -254,9 +254,11 @@ export function fleetPage(ctx: Ctx, host: HTMLElement): () => void {
     try {
       const answer = await ctx.client.fleet();
       for (const s of answer.servers) ctx.names.set(s.server_id, s.name);
-      message.textContent = answer.servers.length
-        ? ""
-        : "No servers yet. Add one, then create an API key for its agent.";
+      message.textContent = answer.truncated
+        ? `Showing the first ${plural(answer.servers.length, "server")} by name: the API answers at most that many (its fleet_max_servers setting).`
+        : answer.servers.length
+          ? ""
+          : "No servers yet. Add one, then create an API key for its agent.";
       store.load(answer.servers);
       performance.mark("fleet:rendered"); // the rows are in the DOM (bench/dashboard.py)
     } catch (e) {

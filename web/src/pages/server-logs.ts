@@ -3,7 +3,6 @@
  * applied to the live tail in the page and to older lines by the REST API); pause (lines keep
  * arriving into a buffer and show on resume); older lines page by page through the cursor.
  */
-import type { LogLine } from "../lib/api";
 import { clear, h, setText } from "../lib/dom";
 import { setQuery } from "../lib/router";
 import { formatLocal, formatUtc, plural } from "../lib/units";
@@ -162,7 +161,7 @@ export function logsTab(live: ServerLive, host: HTMLElement): () => void {
       // (duplicates are dropped by entry id).
       else if (oldest) query["end"] = new Date(Date.parse(oldest) + 1).toISOString();
       const page = await live.ctx.client.logs(live.server.id, query);
-      for (const item of page.items as LogLine[])
+      for (const item of page.items)
         add(
           {
             time: item.time,

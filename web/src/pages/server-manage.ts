@@ -335,15 +335,18 @@ export function settingsTab(live: ServerLive, host: HTMLElement): void {
       .catch((e: Error) => toast(e.message, "error"));
   });
   const remove = h("button", { class: "danger" }, "Delete this server");
-  remove.addEventListener("click", async () => {
-    if (!(await confirmDialog(`Delete ${s.name} and all its data? Its keys stop working at once.`, "Delete")))
-      return;
-    live.ctx.client.deleteServer(s.id).then(
-      () => {
-        toast(`${s.name} deleted`, "ok");
-        navigate("/");
+  remove.addEventListener("click", () => {
+    void confirmDialog(`Delete ${s.name} and all its data? Its keys stop working at once.`, "Delete").then(
+      (yes) => {
+        if (!yes) return;
+        live.ctx.client.deleteServer(s.id).then(
+          () => {
+            toast(`${s.name} deleted`, "ok");
+            navigate("/");
+          },
+          (e: Error) => toast(e.message, "error"),
+        );
       },
-      (e: Error) => toast(e.message, "error"),
     );
   });
   clear(host, form, h("div", { class: "card" }, h("h3", null, "Danger zone"), remove));

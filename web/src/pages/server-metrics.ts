@@ -57,7 +57,7 @@ export async function loadHistory(
     );
   const results = await Promise.allSettled(jobs);
   const failed = results.find((r) => r.status === "rejected");
-  if (failed) throw (failed as PromiseRejectedResult).reason;
+  if (failed) throw failed.reason;
 }
 
 export function metricsTab(live: ServerLive, host: HTMLElement): () => void {
