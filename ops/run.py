@@ -13,7 +13,8 @@ TimescaleDB, Kafka) first; then this module:
 4. starts a small simulated fleet (`fleetpulse-agent simulate`) and one real agent reporting this
    machine, and waits until this machine's first sample is stored;
 5. prints the URLs (the dashboard first, then the API docs and sockets), the demo credentials,
-   the command to watch a server and how to add a real one with the one-line install.
+   the command to watch a server and how to add a real one with the one-line install; the
+   wheels' line follows when their fetch ends (the ready line never waits for it).
 
 Ctrl-C (or SIGTERM) stops the children in reverse order, then the services, so nothing is left
 running. `FLEETPULSE_RUN_KEEP_SERVICES=1` leaves the services running (they may be shared).
@@ -419,11 +420,16 @@ def main() -> None:
                 f"  this machine's first sample stored after {waited_sample:.1f} s "
                 "(agent, ingest, Kafka, processors, database: the pipeline works)"
             )
-        say(wheels.result())
         say(banner(cfg, demo, this_machine, logs))
         say(f"(ready in {time.monotonic() - t0:.0f} s)")
+        # The wheels matter only to the one-line install of another server: a cold (or stale)
+        # build downloads from PyPI for a minute or more, so it never holds the ready line back.
+        wheels_told = False
         while True:
             check(running)
+            if not wheels_told and not wheels.is_alive():
+                say(wheels.result())
+                wheels_told = True
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
