@@ -14,6 +14,7 @@ still found first.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +59,25 @@ def install(app: FastAPI, dist: Path | None) -> None:
     # Every answer that is not the page stays the API's own error (problem details, api/errors.py).
     previous = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
 
+    async def api_error(request: Request, exc: StarletteHTTPException) -> Any:
+        answer = previous(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
+
     @app.exception_handler(StarletteHTTPException)
     async def not_found(request: Request, exc: StarletteHTTPException) -> Any:
         unmatched = exc.status_code == 404 and "endpoint" not in request.scope
         if not unmatched or request.method not in ("GET", "HEAD"):
-            return await previous(request, exc)
+            return await api_error(request, exc)
         path = request.url.path
         if path.startswith(RESERVED_PREFIXES):
-            return await previous(request, exc)
+            return await api_error(request, exc)
         name = path.rsplit("/", 1)[-1]
         if "." in name:
             # A top-level file of the build (favicon.svg), else the plain 404.
             candidate = (root / path.lstrip("/")).resolve()
             if candidate.parent == root and candidate.is_file() and candidate.name != "index.html":
                 return FileResponse(candidate, headers={"Cache-Control": "public, max-age=86400"})
-            return await previous(request, exc)
+            return await api_error(request, exc)
         index = root / "index.html"
         if not index.is_file():
             return PlainTextResponse(

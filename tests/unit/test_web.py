@@ -64,7 +64,9 @@ async def test_hashed_assets_are_immutable_and_top_level_files_are_served(web: h
 async def test_api_paths_and_missing_files_keep_their_404(web: httpx.AsyncClient) -> None:
     api_miss = await web.get("/api/v1/no-such-thing")
     assert api_miss.status_code == 404
-    assert api_miss.json() == {"detail": "Not Found"}
+    # Still the API's own error answer (problem details), not the page.
+    assert api_miss.headers["content-type"].startswith("application/problem+json")
+    assert api_miss.json()["status"] == 404
     assert (await web.get("/robots.txt")).status_code == 404
     assert (await web.get("/index.html")).status_code == 404  # only through a client route
     assert (await web.post("/")).status_code in (404, 405)  # only GET and HEAD get the page
