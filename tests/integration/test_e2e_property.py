@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import json
 import os
 import socket
 import statistics
@@ -1279,6 +1280,19 @@ async def _run(
     await stranger
 
 
+def _carried_seq(sent: Sent) -> int | None:
+    """The valid seq a frame carries: the one it was given, or one in a junk frame's text."""
+    if not isinstance(sent.doc, Literal):
+        return sent.seq
+    try:
+        value = json.loads(sent.doc.text)
+    except ValueError:
+        return None
+    seq = value.get("seq") if isinstance(value, dict) else None
+    valid = isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= 2**63 - 1
+    return seq if valid else None
+
+
 async def _settled(agents: dict[str, Agent], resends: int = 20) -> dict[str, list[tuple[Sent, list[Any]]]]:
     """Each frame sent and its final answer. A valid frame Kafka did not confirm in time gets a
     `retry` error (docs/protocol.md, 2): it is sent again, as an agent does, until it is acked (a
@@ -1335,7 +1349,7 @@ def _check_answer(replies: list[dict[str, Any]], agent: Agent, sent: Sent) -> bo
     assert acks == [], f"acked although {frame.past or frame.kind} is past its bound: {frame!r}"
     assert len(errors) == 1 and errors[0]["code"] in frame.refused, (frame, errors)
     # The seq is echoed when the frame carried a valid one and was read as JSON.
-    echo = sent.seq if errors[0]["code"] != "invalid_json" else None
+    echo = _carried_seq(sent) if errors[0]["code"] != "invalid_json" else None
     assert errors[0].get("seq") == echo, (frame, errors)
     stack_refused[errors[0]["code"]] += 1
     return False
