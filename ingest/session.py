@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from prometheus_client import Counter
 from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -78,6 +79,9 @@ def _text(frame: wire._Frame) -> bytes:
     return frame.to_bytes()
 
 
+_METRICS_RECEIVED = _text(wire.MetricsReceivedFrame())  # the same bytes for every legacy ack
+
+
 class AgentSession:
     def __init__(
         self,
@@ -113,6 +117,7 @@ class AgentSession:
         frames = runtime.metrics.frames
         self._count_metrics = frames.labels("metrics")
         self._count_legacy = frames.labels("legacy_metrics")
+        self._ack_counters: dict[str, Counter] = {}  # per dialect: no label lookup per ack
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -242,7 +247,11 @@ class AgentSession:
             if isinstance(frame, wire.SeedMetricsFrame) and frame.server_id not in (None, self.server_id):
                 return await self._mismatch(frame.seq)
             try:
-                sample = frame.to_canonical(self.server_id, now, self.settings.max_processes)
+                if isinstance(frame, wire.SeedMetricsFrame):
+                    # Validated once, by `decode`: the seed frame's fields are the canonical ones.
+                    value = frame.canonical_bytes(self.server_id, now, self.settings.max_processes)
+                else:
+                    value = frame.to_canonical(self.server_id, now, self.settings.max_processes).to_bytes()
             except ValidationError as exc:
                 return await self._invalid_frame("validation", classify(exc)[1])
             (self._count_legacy if dialect == "legacy" else self._count_metrics).inc()
@@ -251,10 +260,10 @@ class AgentSession:
                 self._pump()  # commands held until the dialect was known
             seq = frame.seq if isinstance(frame, wire.SeedMetricsFrame) else None
             if dialect == "legacy":
-                ack: bytes | None = _text(wire.MetricsReceivedFrame())
+                ack: bytes | None = _METRICS_RECEIVED
             else:
-                ack = _text(wire.AckFrame(seq=seq)) if seq is not None else None
-            return await self._produce([(names.metrics, self._key, sample.to_bytes())], ack, seq)
+                ack = wire.ack_bytes(seq) if seq is not None else None
+            return await self._produce([(names.metrics, self._key, value)], ack, seq)
         if isinstance(frame, wire.LogFrame | wire.LogsFrame):
             if frame.server_id not in (None, self.server_id):
                 return await self._mismatch(frame.seq)
@@ -319,10 +328,16 @@ class AgentSession:
                 if item.ack is not None:
                     # Guarantee: this ack is sent only after Kafka confirmed every record of the frame.
                     await self._send_text(item.ack)
-                    metrics.acks.labels(self.dialect).inc()
+                    self._acks(self.dialect).inc()
             finally:
                 self._in_flight.release()
                 self._outbound.task_done()
+
+    def _acks(self, dialect: str) -> Counter:
+        counter = self._ack_counters.get(dialect)
+        if counter is None:
+            counter = self._ack_counters[dialect] = self.runtime.metrics.acks.labels(dialect)
+        return counter
 
     async def _send_text(self, data: bytes) -> None:
         await self.websocket.send({"type": "websocket.send", "text": data.decode()})

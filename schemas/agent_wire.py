@@ -178,14 +178,59 @@ class SeedMetricsFrame(_Frame):
     containers: list[SeedContainer] | None = Field(default=None, max_length=4096)
     top_processes: list[SeedProcess] = Field(default_factory=list, max_length=10_000)
 
-    def to_canonical(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> MetricSample:
-        load = self.load_average
-        processes = top_processes(
+    def _processes(self, max_processes: int) -> list[SeedProcess]:
+        return top_processes(
             self.top_processes,
             max_processes,
             cpu=lambda p: p.cpu_percent or 0.0,
             memory=lambda p: p.memory_percent if p.memory_percent is not None else (p.memory_rss_bytes or 0),
         )
+
+    def canonical_bytes(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> bytes:
+        """`to_canonical(...).to_bytes()`, byte for byte, validated once: without building and
+        validating the canonical models a second time. Sound because every field of this frame
+        already has its canonical field's own type (the same bounds and lengths, in the same order:
+        tests/unit/test_ingest_wire.py holds the two schemas to that), `received_at` is an aware
+        UTC time from the receiving clock, and at most 2 x `max_processes` processes are kept."""
+        load = self.load_average
+        return orjson.dumps(
+            {
+                "kind": "metric_sample",
+                # str(): the id may be a driver's UUID subclass (asyncpg's), which orjson refuses.
+                "server_id": str(server_id),
+                "time": self.timestamp,
+                "received_at": received_at,
+                "seq": self.seq,
+                "cpu_percent": self.cpu_percent,
+                "memory_percent": self.memory_percent,
+                "memory_total_bytes": self.memory_total,
+                "memory_used_bytes": self.memory_used,
+                "load1": load[0] if load else None,
+                "load5": load[1] if load else None,
+                "load15": load[2] if load else None,
+                "uptime_seconds": self.uptime_seconds,
+                "cpu_cores": self.cpu_cores,
+                "disks": [
+                    {
+                        "mount": d.path,
+                        "total_bytes": d.total,
+                        "used_bytes": d.used,
+                        "free_bytes": d.free,
+                        "percent": d.percent,
+                    }
+                    for d in self.disk_usage
+                ],
+                # Same field names, types and order on both sides: the validated values as they are.
+                "interfaces": [vars(n) for n in self.network],
+                "containers": None if self.containers is None else [vars(c) for c in self.containers],
+                "processes": [vars(p) for p in self._processes(max_processes)],
+            },
+            option=orjson.OPT_UTC_Z,
+        )
+
+    def to_canonical(self, server_id: uuid.UUID, received_at: datetime, max_processes: int) -> MetricSample:
+        load = self.load_average
+        processes = self._processes(max_processes)
         return MetricSample(
             server_id=server_id,
             time=self.timestamp,
@@ -593,6 +638,11 @@ class AckFrame(_Frame):
 
     type: Literal["ack"] = "ack"
     seq: Seq
+
+
+def ack_bytes(seq: int) -> bytes:
+    """`AckFrame(seq=seq).to_bytes()` for a validated `seq`, without a model per acknowledgement."""
+    return b'{"type":"ack","seq":%d}' % seq
 
 
 class PongFrame(_Frame):

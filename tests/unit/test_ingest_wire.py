@@ -1,11 +1,12 @@
 """The agent socket's frames: both dialects decode, convert to canonical, and encode."""
 
+import typing
 import uuid
 from datetime import UTC, datetime
 
 import orjson
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.agent_wire import (
     AGENT_FRAME,
@@ -20,9 +21,15 @@ from schemas.agent_wire import (
     LegacyErrorFrame,
     LegacyMetricsFrame,
     LogsFrame,
+    SeedContainer,
+    SeedDisk,
+    SeedInterface,
     SeedMetricsFrame,
+    SeedProcess,
     StopContainerFrame,
+    ack_bytes,
 )
+from schemas.canonical import ContainerSample, DiskSample, InterfaceSample, MetricSample, ProcessSample
 
 SERVER = uuid.UUID("00000000-0000-4000-8000-000000000001")
 NOW = datetime(2025, 12, 12, 13, 3, 30, tzinfo=UTC)
@@ -206,3 +213,90 @@ def test_seed_processes_carry_rss_and_are_ranked_by_memory_share() -> None:
     base["top_processes"][1]["memory_rss_bytes"] = -1
     with pytest.raises(ValidationError):
         SeedMetricsFrame.model_validate(base)
+
+
+# --- validated once: the seed frame's fields are the canonical ones -------------------------------
+
+
+def _fields(model: type[BaseModel], rename: dict[str, str] | None = None) -> list[tuple[object, ...]]:
+    names = rename or {}
+    return [
+        (names.get(name, name), info.annotation, info.metadata, info.default)
+        for name, info in model.model_fields.items()
+    ]
+
+
+def test_the_seed_frame_parts_have_the_canonical_types_so_one_validation_bounds_both() -> None:
+    """What lets `canonical_bytes` skip the canonical models' validation: a bound loosened on the
+    wire side (or tightened on the canonical side) fails here, not in persistence's dead letters."""
+    assert _fields(SeedInterface) == _fields(InterfaceSample)
+    assert _fields(SeedContainer) == _fields(ContainerSample)
+    assert _fields(SeedProcess) == _fields(ProcessSample)
+    disk = {"path": "mount", "total": "total_bytes", "used": "used_bytes", "free": "free_bytes"}
+    assert _fields(SeedDisk, disk) == _fields(DiskSample)
+    seed, canonical = SeedMetricsFrame.model_fields, MetricSample.model_fields
+    pairs = {
+        "seq": "seq",
+        "cpu_percent": "cpu_percent",
+        "memory_percent": "memory_percent",
+        "memory_total": "memory_total_bytes",
+        "memory_used": "memory_used_bytes",
+        "uptime_seconds": "uptime_seconds",
+        "cpu_cores": "cpu_cores",
+    }
+    for wire_name, name in pairs.items():
+        assert (seed[wire_name].annotation, seed[wire_name].metadata) == (
+            canonical[name].annotation,
+            canonical[name].metadata,
+        ), wire_name
+    # The agent's time: the canonical UTC check, then the ingest window.
+    assert seed["timestamp"].metadata[: len(canonical["time"].metadata)] == canonical["time"].metadata
+    load = typing.get_args(typing.get_args(seed["load_average"].annotation)[0])
+    assert len(load) == 3
+    for part, n in zip(load, (1, 5, 15), strict=True):
+        optional: object = typing.Optional[part]  # noqa: UP045
+        assert optional == canonical[f"load{n}"].annotation
+    for wire_name, name in (("disk_usage", "disks"), ("network", "interfaces"), ("containers", "containers")):
+        assert seed[wire_name].metadata == canonical[name].metadata, wire_name
+    assert seed["top_processes"].metadata == canonical["processes"].metadata
+
+
+FULL_SEED = orjson.dumps(
+    {
+        "type": "metrics",
+        "seq": 2**63 - 1,
+        "timestamp": "2025-12-12T15:03:25+02:00",  # an offset: normalised to UTC, no microseconds
+        "cpu_percent": 100,
+        "memory_percent": 0.5,
+        "memory_total": 2**63 - 1,
+        "memory_used": 0,
+        "load_average": [1e300, 0, 0.1],
+        "uptime_seconds": 12,
+        "cpu_cores": 2**31 - 1,
+        "disk_usage": [{"path": "/ü", "total": 1, "used": 1, "free": 0, "percent": 100.0}],
+        "network": [{"interface": "eth0", "bytes_sent": 1, "bytes_recv": 2, "errors_out": 3}],
+        "containers": [{"id": "a", "name": "b", "state": "running", "cpu_percent": 250.0}],
+        "top_processes": [
+            {"pid": n, "name": f"p{n}", "cpu_percent": n / 3, "memory_rss_bytes": 10 * n, "user": "u"}
+            for n in range(30)
+        ],
+    }
+)
+
+
+@pytest.mark.parametrize("raw", [SEED_METRICS, FULL_SEED], ids=["small", "full"])
+@pytest.mark.parametrize(
+    "received_at", [NOW, datetime(2025, 12, 12, 13, 3, 30, 123456, tzinfo=UTC)], ids=["whole", "micro"]
+)
+def test_canonical_bytes_are_the_validated_samples_bytes(raw: bytes, received_at: datetime) -> None:
+    frame = AGENT_FRAME.validate_json(raw)
+    assert isinstance(frame, SeedMetricsFrame)
+    fast = frame.canonical_bytes(SERVER, received_at, max_processes=4)
+    validated = frame.to_canonical(SERVER, received_at, max_processes=4)
+    assert fast == validated.to_bytes()
+    assert MetricSample.model_validate_json(fast) == validated
+
+
+@pytest.mark.parametrize("seq", [0, 7, 2**63 - 1])
+def test_ack_bytes_are_the_ack_frames_bytes(seq: int) -> None:
+    assert ack_bytes(seq) == AckFrame(seq=seq).to_bytes()
