@@ -44,6 +44,7 @@ def server_config(
         ws_ping_interval=ping_interval,
         ws_ping_timeout=ping_timeout,
         ws_max_size=4 * frame,
+        ws_per_message_deflate=settings.ws_per_message_deflate,
         lifespan="on",
     )
 

@@ -27,6 +27,10 @@ class ApiSettings(BaseSettings):
     # Protocol-level pings on the frontend sockets detect dead browsers (uvicorn's settings).
     ws_ping_interval: float = Field(default=20.0, gt=0)
     ws_ping_timeout: float = Field(default=20.0, gt=0)
+    # permessage-deflate on the frontend sockets: off by default. Its zlib state costs ~50 KB per
+    # socket (tracemalloc, window 2^12, memLevel 5: uvicorn's), and every frame is compressed
+    # once per socket, not once per channel. Live frames are small JSON.
+    ws_per_message_deflate: bool = False
 
     # Database pool (asyncpg), owned by the lifespan.
     db_pool_min: int = Field(default=1, ge=0, le=100)

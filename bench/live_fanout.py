@@ -69,6 +69,7 @@ def serve_api(port: int, dsn: str, prefix: str) -> None:
         port=port,
         ws="websockets-sansio",
         ws_ping_interval=None,
+        ws_per_message_deflate=settings.ws_per_message_deflate,  # the product's default: off
         log_level="warning",
         backlog=8192,
     )
@@ -92,7 +93,8 @@ def serve_raw(port: int) -> None:
             clients.discard(ws)
 
     async def main() -> None:
-        async with serve(handler, "127.0.0.1", port, ping_interval=None, backlog=8192):
+        # Uncompressed, as the API's sockets are by default: the same bytes on the wire.
+        async with serve(handler, "127.0.0.1", port, ping_interval=None, backlog=8192, compression=None):
             loop = asyncio.get_running_loop()
             while True:
                 line = await loop.run_in_executor(None, sys.stdin.readline)

@@ -19,6 +19,7 @@ def uvicorn_config(settings: IngestSettings, **overrides: object) -> uvicorn.Con
         "ws_ping_interval": settings.ws_ping_interval,
         "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_max_size": 4 * settings.max_frame_bytes,
+        "ws_per_message_deflate": settings.ws_per_message_deflate,
         # The sans-I/O implementation: it honours the ping settings and is not deprecated.
         "ws": "websockets-sansio",
         "lifespan": "on",

@@ -55,6 +55,9 @@ class IngestSettings(BaseSettings):
     # Heartbeat: protocol-level pings (uvicorn's), and the JSON ping/pong of the agents.
     ws_ping_interval: float = Field(default=20.0, gt=0)
     ws_ping_timeout: float = Field(default=20.0, gt=0)
+    # permessage-deflate on the agent sockets: off by default. Its zlib state costs ~50 KB per
+    # socket (tracemalloc, window 2^12, memLevel 5: uvicorn's) and CPU on every frame and ack.
+    ws_per_message_deflate: bool = False
 
     # Commands.
     command_queue: int = Field(default=32, ge=1)  # commands waiting for one socket, at most

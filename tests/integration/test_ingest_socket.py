@@ -564,3 +564,19 @@ async def test_metrics_endpoint_counts_refusals(ingest: RunningIngest) -> None:
     async with httpx.AsyncClient(base_url=ingest.http_url) as client:
         body = (await client.get("/metrics")).text
     assert 'fleetpulse_ingest_refusals_total{reason="auth_malformed"} 1.0' in body
+
+
+@pytest.mark.parametrize("enabled", [False, True], ids=["default-off", "on"])
+async def test_permessage_deflate_is_a_setting_off_by_default(
+    common_settings: CommonSettings, key: Key, enabled: bool
+) -> None:
+    """Its zlib state costs ~50 KB per socket and CPU per frame: only where it is asked for."""
+    overrides = {"ws_per_message_deflate": True} if enabled else {}
+    settings = make_settings(common_settings, **overrides)
+    assert settings.ws_per_message_deflate is enabled
+    async with RunningIngest(settings) as running:
+        ws = await authed(running, key)  # the client offers permessage-deflate (websockets' default)
+        assert [e.name for e in ws.protocol.extensions] == (["permessage-deflate"] if enabled else [])
+        await ws.send(metrics_frame(key, seq=1))
+        assert await recv(ws) == {"type": "ack", "seq": 1}
+        await ws.close()

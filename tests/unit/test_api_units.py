@@ -179,3 +179,10 @@ async def test_command_broker_resolves_waiters_by_command_id() -> None:
         await broker.request(request("silent"), wait_seconds=0.05)
     assert broker._waiting == {}  # nothing left behind, answered or not
     started.cancel()
+
+
+def test_the_api_server_declines_permessage_deflate_unless_enabled(tmp_path: Path) -> None:
+    from api.__main__ import server_config
+
+    assert server_config(_settings(tmp_path)).ws_per_message_deflate is False
+    assert server_config(_settings(tmp_path, ws_per_message_deflate=True)).ws_per_message_deflate is True
