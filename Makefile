@@ -14,7 +14,7 @@ export FLEETPULSE_KAFKA_PORT ?= 19092
 export FLEETPULSE_DATABASE_URL ?= postgresql://fleetpulse@127.0.0.1:$(FLEETPULSE_PG_PORT)/fleetpulse
 export FLEETPULSE_KAFKA_BOOTSTRAP ?= 127.0.0.1:$(FLEETPULSE_KAFKA_PORT)
 
-.PHONY: help setup wheelhouse services-start services-stop services-status migrate lint lint-web web test test-unit test-web test-integration run chaos storm clean
+.PHONY: help setup wheelhouse services-start services-stop services-status migrate lint lint-web web test test-unit test-web test-integration run chaos storm bench bench-smoke clean
 
 help:
 	@echo "make run      set up and start everything, with a small simulated fleet"
@@ -24,6 +24,8 @@ help:
 	@echo "make chaos    faults in turn under load, on private services: writes the chaos report"
 	@echo "make storm    reconnect storm: 2,000 agents, ingest restarted (benchmark)"
 	@echo "make services-start|services-stop|services-status   the local Kafka and TimescaleDB"
+	@echo "make bench    every benchmark scenario from a clean start: bench/results/<time>/report.md"
+	@echo "make bench-smoke   the same, tiny, checked for completeness"
 
 setup:
 	@$(SERVICES) setup
@@ -76,6 +78,23 @@ test-integration: services-start
 test: export FLEETPULSE_SETUP_BROWSER = 1
 test: services-start lint test-web
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark suite (bench/suite, docs/performance.md). Its extra (matplotlib, py-spy) only here.
+BENCH_STAMP := $(VENV)/.fleetpulse-bench-extra
+$(BENCH_STAMP): pyproject.toml constraints.txt | setup
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	@touch $@
+
+# Its own Kafka and PostgreSQL on other ports, wiped first (FLEETPULSE_BENCH_*_PORT move them);
+# the alert engine's benchmark uses the development services. BENCH_ARGS: e.g. --only capacity.
+bench: services-start $(BENCH_STAMP)
+	$(PY) -m bench.suite $(BENCH_ARGS)
+
+# Tiny sizes on the running services; asserts every scenario ran and wrote its result, no timing.
+bench-smoke: services-start $(BENCH_STAMP)
+	rm -rf bench/results/smoke
+	$(PY) -m bench.suite --smoke --services shared --out bench/results/smoke
+	$(PY) -m bench.suite.check bench/results/smoke
 
 run: services-start
 	@$(PY) -m ops.run
