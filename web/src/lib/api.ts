@@ -78,6 +78,17 @@ export class Client {
     return parsed as T;
   }
 
+  /** Every item of a cursor-paged list (docs/api.md, pagination): its pages followed to the end. */
+  async all<T>(path: string, query: Query = {}): Promise<T[]> {
+    const out: T[] = [];
+    let cursor: string | undefined;
+    do {
+      const page: Page<T> = await this.get(path, { ...query, limit: 500, cursor });
+      out.push(...page.items);
+      cursor = page.next_cursor ?? undefined;
+    } while (cursor);
+    return out;
+  }
   get<T>(path: string, query?: Query): Promise<T> {
     return this.request<T>("GET", path, undefined, query);
   }
@@ -146,7 +157,7 @@ export class Client {
     return this.put(`/servers/${id}/commands`, { commands_enabled: enabled, command_allowlist: allowlist });
   }
   shares(id: string): Promise<Share[]> {
-    return this.get(`/servers/${id}/shares`);
+    return this.all(`/servers/${id}/shares`);
   }
   share(id: string, email: string, role: string): Promise<Share> {
     return this.post(`/servers/${id}/shares`, { email, role });
@@ -212,7 +223,7 @@ export class Client {
   }
 
   // --- alerts ------------------------------------------------------------------------------------
-  alerts(query: Query): Promise<Alert[]> {
+  alerts(query: Query): Promise<Page<Alert>> {
     return this.get("/alerts", query);
   }
   acknowledge(episodeId: string): Promise<Alert> {
@@ -222,7 +233,7 @@ export class Client {
     return this.post(`/alerts/${episodeId}/resolve`);
   }
   rules(): Promise<RuleOut[]> {
-    return this.get("/alerts/rules");
+    return this.all("/alerts/rules");
   }
   createRule(rule: RuleIn): Promise<RuleOut> {
     return this.post("/alerts/rules", rule);
@@ -239,18 +250,8 @@ export class Client {
 
   // --- notification channels ---------------------------------------------------------------------
   /** Every channel of the caller: the list is a cursor page, followed to its end. */
-  async channels(): Promise<Channel[]> {
-    const out: Channel[] = [];
-    let cursor: string | undefined;
-    do {
-      const page: { items: Channel[]; next_cursor: string | null } = await this.get(
-        "/notification-channels",
-        { limit: 100, cursor },
-      );
-      out.push(...page.items);
-      cursor = page.next_cursor ?? undefined;
-    } while (cursor);
-    return out;
+  channels(): Promise<Channel[]> {
+    return this.all("/notification-channels");
   }
   createChannel(body: ChannelIn): Promise<Channel> {
     return this.post("/notification-channels", body);
@@ -269,8 +270,10 @@ export class Client {
   runCommand(serverId: string, command: string): Promise<CommandResult> {
     return this.post(`/commands/${serverId}`, { command });
   }
-  commandHistory(serverId: string): Promise<CommandHistory[]> {
-    return this.get(`/commands/${serverId}/history`);
+  /** The newest commands of the server (the first page of its history). */
+  async commandHistory(serverId: string): Promise<CommandHistory[]> {
+    const page = await this.get<Page<CommandHistory>>(`/commands/${serverId}/history`, { limit: 100 });
+    return page.items;
   }
   containers(serverId: string): Promise<Containers> {
     return this.get(`/docker/${serverId}/containers`);
@@ -285,15 +288,21 @@ export class Client {
   containerLogs(serverId: string, containerId: string, tail = 200): Promise<{ logs: string[] }> {
     return this.get(`/docker/${serverId}/containers/${encodeURIComponent(containerId)}/logs`, { tail });
   }
-  serverAudit(serverId: string, before?: number): Promise<Audit[]> {
-    return this.get(`/audit/servers/${serverId}`, { before, limit: 100 });
+  serverAudit(serverId: string, cursor?: string): Promise<Page<Audit>> {
+    return this.get(`/audit/servers/${serverId}`, { cursor, limit: 100 });
   }
-  myAudit(before?: number): Promise<Audit[]> {
-    return this.get("/audit/me", { before, limit: 100 });
+  myAudit(cursor?: string): Promise<Page<Audit>> {
+    return this.get("/audit/me", { cursor, limit: 100 });
   }
 }
 
 // --- shapes (docs/api.md) ------------------------------------------------------------------------
+
+/** One page of a list: `next_cursor` is null on the last one. */
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
 
 export interface User {
   id: string;

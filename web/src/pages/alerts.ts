@@ -9,7 +9,7 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
   const active = h("div");
   const history = h("div");
   const more = h("button", { class: "ghost small" }, "Older");
-  let before: string | undefined;
+  let cursor: string | null = null;
   let historyRows: Alert[] = [];
   clear(host, h("h2", null, "Active"), active, h("h2", null, "History"), history, more);
 
@@ -95,10 +95,10 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
         ctx.client.alerts({ state: "firing", server_id: serverId, limit: 200 }),
         ctx.client.alerts({ server_id: serverId, limit: 50 }),
       ]);
-      clear(active, table(firing, "Nothing is firing."));
-      historyRows = recent;
-      before = recent.at(-1)?.started_at;
-      more.hidden = recent.length < 50;
+      clear(active, table(firing.items, "Nothing is firing."));
+      historyRows = recent.items;
+      cursor = recent.next_cursor;
+      more.hidden = cursor === null;
       clear(history, table(historyRows, "No alerts yet."));
     } catch (e) {
       clear(active, h("p", { class: "error" }, (e as Error).message));
@@ -106,13 +106,13 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
   }
 
   more.addEventListener("click", () => {
-    if (!before) return;
+    if (cursor === null) return;
     ctx.client
-      .alerts({ server_id: serverId, limit: 50, before })
-      .then((rows) => {
-        historyRows = [...historyRows, ...rows];
-        before = rows.at(-1)?.started_at;
-        more.hidden = rows.length < 50;
+      .alerts({ server_id: serverId, limit: 50, cursor })
+      .then((page) => {
+        historyRows = [...historyRows, ...page.items];
+        cursor = page.next_cursor;
+        more.hidden = cursor === null;
         clear(history, table(historyRows, "No alerts yet."));
       })
       .catch((e: Error) => toast(e.message, "error"));

@@ -14,15 +14,17 @@ export function auditPage(ctx: Ctx, host: HTMLElement): void {
     box,
     more,
   );
-  const load = (before?: number) =>
+  let cursor: string | null = null;
+  const load = (from?: string) =>
     ctx.client
-      .myAudit(before)
+      .myAudit(from)
       .then((page) => {
-        rows = [...rows, ...page];
+        rows = [...rows, ...page.items];
+        cursor = page.next_cursor;
         clear(box, auditTable(rows, ctx.names));
-        more.hidden = page.length < 100;
+        more.hidden = cursor === null;
       })
       .catch((e: Error) => toast(e.message, "error"));
-  more.addEventListener("click", () => void load(rows.at(-1)?.id));
+  more.addEventListener("click", () => void (cursor !== null && load(cursor)));
   void load();
 }

@@ -290,7 +290,7 @@ export function auditTab(live: ServerLive, host: HTMLElement): void {
   host.append(box);
   live.ctx.client
     .serverAudit(live.server.id)
-    .then((rows) => clear(box, auditTable(rows, live.ctx.names)))
+    .then((page) => clear(box, auditTable(page.items, live.ctx.names)))
     .catch((e: Error) => clear(box, h("p", { class: "error" }, e.message)));
 }
 
