@@ -286,7 +286,7 @@ test("no step showed a 'Live updates disconnected' banner", () => {
 });
 
 // Known bug, open in issue 18: on a freshly started stack the revoked server is never shown
-// offline (3 of 3 fresh-clone runs; it passes on a long-running stack). Run as a todo so the
+// offline (3 of 4 fresh-clone runs; it passes on a long-running stack). Run as a todo so the
 // failure is printed, with the agent's output, on every run until it is fixed.
 test(
   "revoking the key takes the server offline",
