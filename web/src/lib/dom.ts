@@ -105,3 +105,13 @@ export async function copyText(text: string): Promise<boolean> {
     return false;
   }
 }
+
+/** A `table.data`: one header row of `heads` (`th` elements) over the `rows` (`tr` elements). */
+export function dataTable(heads: Child[], rows: Child[], className = "data"): HTMLTableElement {
+  return h(
+    "table",
+    { class: className },
+    h("thead", null, h("tr", null, ...heads)),
+    h("tbody", null, ...rows),
+  );
+}

@@ -2,7 +2,7 @@
 import type { Ctx } from "../context";
 import type { Alert } from "../lib/api";
 import { liveAlertHandled } from "../lib/banner";
-import { clear, h, timeEl, toast } from "../lib/dom";
+import { clear, dataTable, h, timeEl, toast } from "../lib/dom";
 import { formatAgo, formatLocal } from "../lib/units";
 
 export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null): () => void {
@@ -67,25 +67,18 @@ export function alertsView(ctx: Ctx, host: HTMLElement, serverId: string | null)
 
   function table(rows: Alert[], empty: string): HTMLElement {
     if (rows.length === 0) return h("p", { class: "muted" }, empty);
-    return h(
-      "table",
-      { class: "data alerts-table" },
-      h(
-        "thead",
-        null,
-        h(
-          "tr",
-          null,
-          h("th", null, "Severity"),
-          h("th", null, "Rule"),
-          serverId ? null : h("th", null, "Server"),
-          h("th", null, "Message"),
-          h("th", null, "Fired"),
-          h("th", null, "State"),
-          h("th", null, ""),
-        ),
-      ),
-      h("tbody", null, ...rows.map(row)),
+    return dataTable(
+      [
+        h("th", null, "Severity"),
+        h("th", null, "Rule"),
+        serverId ? null : h("th", null, "Server"),
+        h("th", null, "Message"),
+        h("th", null, "Fired"),
+        h("th", null, "State"),
+        h("th", null, ""),
+      ],
+      [...rows.map(row)],
+      "data alerts-table",
     );
   }
 

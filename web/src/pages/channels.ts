@@ -1,7 +1,7 @@
 /** Notification channels (webhook, Slack): create, test, assign to a server or a rule, delete. */
 import type { Ctx } from "../context";
 import { ApiError, type Channel, type ChannelIn, type RuleOut, type Server } from "../lib/api";
-import { clear, confirmDialog, h, toast } from "../lib/dom";
+import { clear, confirmDialog, dataTable, h, toast } from "../lib/dom";
 
 export function channelsPage(ctx: Ctx, host: HTMLElement): void {
   const list = h("div");
@@ -58,26 +58,16 @@ export function channelsPage(ctx: Ctx, host: HTMLElement): void {
         list,
         channels.length === 0
           ? h("p", { class: "muted" }, "No channels yet.")
-          : h(
-              "table",
-              { class: "data" },
-              h(
-                "thead",
-                null,
-                h(
-                  "tr",
-                  null,
-                  h("th", null, "Name"),
-                  h("th", null, "Kind"),
-                  h("th", null, "URL"),
-                  h("th", null, "Assigned to"),
-                  h("th", null, "State"),
-                  h("th", null, ""),
-                ),
-              ),
-              h(
-                "tbody",
-                null,
+          : dataTable(
+              [
+                h("th", null, "Name"),
+                h("th", null, "Kind"),
+                h("th", null, "URL"),
+                h("th", null, "Assigned to"),
+                h("th", null, "State"),
+                h("th", null, ""),
+              ],
+              [
                 ...channels.map((c) =>
                   h(
                     "tr",
@@ -113,7 +103,7 @@ export function channelsPage(ctx: Ctx, host: HTMLElement): void {
                     ),
                   ),
                 ),
-              ),
+              ],
             ),
       );
     } catch (e) {

@@ -6,7 +6,7 @@
 import type { Ctx } from "../context";
 import type { Backtest, RuleIn, RuleOut, Server } from "../lib/api";
 import { Chart, COLORS } from "../lib/chart";
-import { clear, confirmDialog, h, toast } from "../lib/dom";
+import { clear, confirmDialog, dataTable, h, toast } from "../lib/dom";
 import { SeriesSet } from "../lib/metrics";
 import { setQuery } from "../lib/router";
 import type { TimeSeries } from "../lib/series";
@@ -87,25 +87,15 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
         list,
         shown.length === 0
           ? h("p", { class: "muted" }, "No rules yet.")
-          : h(
-              "table",
-              { class: "data" },
-              h(
-                "thead",
-                null,
-                h(
-                  "tr",
-                  null,
-                  h("th", null, "Name"),
-                  h("th", null, "Condition"),
-                  h("th", null, "Severity"),
-                  h("th", null, "Origin"),
-                  h("th", null, ""),
-                ),
-              ),
-              h(
-                "tbody",
-                null,
+          : dataTable(
+              [
+                h("th", null, "Name"),
+                h("th", null, "Condition"),
+                h("th", null, "Severity"),
+                h("th", null, "Origin"),
+                h("th", null, ""),
+              ],
+              [
                 ...shown.map((r) =>
                   h(
                     "tr",
@@ -126,7 +116,7 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
                     ),
                   ),
                 ),
-              ),
+              ],
             ),
       );
       if (params.get("edit") === "new" && !editor.firstChild) edit(null);

@@ -1,6 +1,6 @@
 /** API keys, sharing, the audit log and the settings of one server. */
 import type { ApiKey, Audit, Share } from "../lib/api";
-import { clear, confirmDialog, copyText, h, timeEl, toast } from "../lib/dom";
+import { clear, confirmDialog, copyText, dataTable, h, timeEl, toast } from "../lib/dom";
 import { navigate } from "../lib/router";
 import { formatAgo, formatLocal } from "../lib/units";
 import type { ServerLive } from "./server";
@@ -93,25 +93,15 @@ export function keysTab(live: ServerLive, host: HTMLElement): void {
         list,
         keys.length === 0
           ? h("p", { class: "muted" }, "No keys yet.")
-          : h(
-              "table",
-              { class: "data" },
-              h(
-                "thead",
-                null,
-                h(
-                  "tr",
-                  null,
-                  h("th", null, "Name"),
-                  h("th", null, "Created"),
-                  h("th", null, "Last used"),
-                  h("th", null, "State"),
-                  h("th", null, ""),
-                ),
-              ),
-              h(
-                "tbody",
-                null,
+          : dataTable(
+              [
+                h("th", null, "Name"),
+                h("th", null, "Created"),
+                h("th", null, "Last used"),
+                h("th", null, "State"),
+                h("th", null, ""),
+              ],
+              [
                 ...keys.map((k) =>
                   h(
                     "tr",
@@ -129,7 +119,7 @@ export function keysTab(live: ServerLive, host: HTMLElement): void {
                     ),
                   ),
                 ),
-              ),
+              ],
             ),
       );
     } catch (e) {
@@ -189,24 +179,9 @@ export function sharingTab(live: ServerLive, host: HTMLElement): void {
         list,
         shares.length === 0
           ? h("p", { class: "muted" }, "Not shared with anyone.")
-          : h(
-              "table",
-              { class: "data" },
-              h(
-                "thead",
-                null,
-                h(
-                  "tr",
-                  null,
-                  h("th", null, "User"),
-                  h("th", null, "Role"),
-                  h("th", null, "Since"),
-                  h("th", null, ""),
-                ),
-              ),
-              h(
-                "tbody",
-                null,
+          : dataTable(
+              [h("th", null, "User"), h("th", null, "Role"), h("th", null, "Since"), h("th", null, "")],
+              [
                 ...shares.map((s) =>
                   h(
                     "tr",
@@ -235,7 +210,7 @@ export function sharingTab(live: ServerLive, host: HTMLElement): void {
                     ),
                   ),
                 ),
-              ),
+              ],
             ),
       );
     } catch (e) {
@@ -249,26 +224,16 @@ export function sharingTab(live: ServerLive, host: HTMLElement): void {
 
 export function auditTable(rows: Audit[], names: Map<string, string>): HTMLElement {
   if (rows.length === 0) return h("p", { class: "muted" }, "Nothing recorded.");
-  return h(
-    "table",
-    { class: "data" },
-    h(
-      "thead",
-      null,
-      h(
-        "tr",
-        null,
-        h("th", null, "When"),
-        h("th", null, "Action"),
-        h("th", null, "Server"),
-        h("th", null, "Request"),
-        h("th", null, "Status"),
-        h("th", null, "Details"),
-      ),
-    ),
-    h(
-      "tbody",
-      null,
+  return dataTable(
+    [
+      h("th", null, "When"),
+      h("th", null, "Action"),
+      h("th", null, "Server"),
+      h("th", null, "Request"),
+      h("th", null, "Status"),
+      h("th", null, "Details"),
+    ],
+    [
       ...rows.map((a) =>
         h(
           "tr",
@@ -281,7 +246,7 @@ export function auditTable(rows: Audit[], names: Map<string, string>): HTMLEleme
           h("td", null, Object.keys(a.detail).length ? h("code", null, JSON.stringify(a.detail)) : ""),
         ),
       ),
-    ),
+    ],
   );
 }
 

@@ -1,6 +1,6 @@
 /** Processes, containers (with actions for operators) and the commands console. */
 import { ApiError, type CommandHistory, type Container, type Process } from "../lib/api";
-import { clear, confirmDialog, h, timeEl, toast } from "../lib/dom";
+import { clear, confirmDialog, dataTable, h, timeEl, toast } from "../lib/dom";
 import type { MetricsData } from "../lib/metrics";
 import { formatBytes, formatLocal, formatPercent } from "../lib/units";
 import type { ServerLive } from "./server";
@@ -14,26 +14,16 @@ function processTable(title: string, rows: Process[]): HTMLElement {
     h("h3", null, title),
     rows.length === 0
       ? h("p", { class: "muted" }, "None reported.")
-      : h(
-          "table",
-          { class: "data" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "PID"),
-              h("th", null, "Name"),
-              h("th", null, "User"),
-              h("th", { class: "num" }, "CPU"),
-              h("th", { class: "num" }, "Memory"),
-              h("th", { class: "num" }, "RSS"),
-            ),
-          ),
-          h(
-            "tbody",
-            null,
+      : dataTable(
+          [
+            h("th", null, "PID"),
+            h("th", null, "Name"),
+            h("th", null, "User"),
+            h("th", { class: "num" }, "CPU"),
+            h("th", { class: "num" }, "Memory"),
+            h("th", { class: "num" }, "RSS"),
+          ],
+          [
             ...rows.map((p) =>
               h(
                 "tr",
@@ -46,7 +36,7 @@ function processTable(title: string, rows: Process[]): HTMLElement {
                 h("td", { class: "num" }, formatBytes(p.memory_rss_bytes)),
               ),
             ),
-          ),
+          ],
         ),
   );
 }
@@ -150,26 +140,16 @@ export function containersTab(live: ServerLive, host: HTMLElement): void {
               "Container actions are off: an owner enables commands in Settings → Commands.",
             )
           : null,
-        h(
-          "table",
-          { class: "data" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Name"),
-              h("th", null, "Image"),
-              h("th", null, "State"),
-              h("th", { class: "num" }, "CPU"),
-              h("th", { class: "num" }, "Memory"),
-              h("th", null, ""),
-            ),
-          ),
-          h(
-            "tbody",
-            null,
+        dataTable(
+          [
+            h("th", null, "Name"),
+            h("th", null, "Image"),
+            h("th", null, "State"),
+            h("th", { class: "num" }, "CPU"),
+            h("th", { class: "num" }, "Memory"),
+            h("th", null, ""),
+          ],
+          [
             ...answer.containers.map((c) =>
               h(
                 "tr",
@@ -203,7 +183,7 @@ export function containersTab(live: ServerLive, host: HTMLElement): void {
                 ),
               ),
             ),
-          ),
+          ],
         ),
       );
     } catch (e) {
@@ -271,17 +251,9 @@ export function commandsTab(live: ServerLive, host: HTMLElement): void {
         h("h3", null, "History"),
         items.length === 0
           ? h("p", { class: "muted" }, "No commands yet.")
-          : h(
-              "table",
-              { class: "data" },
-              h(
-                "thead",
-                null,
-                h("tr", null, h("th", null, "When"), h("th", null, "What"), h("th", null, "Result")),
-              ),
-              h(
-                "tbody",
-                null,
+          : dataTable(
+              [h("th", null, "When"), h("th", null, "What"), h("th", null, "Result")],
+              [
                 ...items
                   .slice(0, 50)
                   .map((c) =>
@@ -301,7 +273,7 @@ export function commandsTab(live: ServerLive, host: HTMLElement): void {
                       ),
                     ),
                   ),
-              ),
+              ],
             ),
       );
     } catch (e) {
