@@ -264,24 +264,24 @@ async def fault_kill_worker(run: Run, phase: Phase) -> None:
     phase.repaired_s = await _restart(victim)
 
 
-async def fault_restart_kafka(run: Run, phase: Phase) -> None:
+async def _restart_service(run: Run, phase: Phase, name: str, how: str, restart: Callable[[], float]) -> None:
     phase.injected_at = time.monotonic()
-    run.note("restarting Kafka (controlled shutdown, then start)")
-    took = await asyncio.to_thread(run.services.restart_kafka)
-    phase.detail = f"Kafka stopped and started again ({took:.1f} s)"
+    run.note(f"restarting {name} ({how})")
+    took = await asyncio.to_thread(restart)
+    phase.detail = f"{name} stopped and started again ({took:.1f} s)"
     phase.repaired_s = took
     run.note(phase.detail)
     await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+
+
+async def fault_restart_kafka(run: Run, phase: Phase) -> None:
+    await _restart_service(run, phase, "Kafka", "controlled shutdown, then start", run.services.restart_kafka)
 
 
 async def fault_restart_postgres(run: Run, phase: Phase) -> None:
-    phase.injected_at = time.monotonic()
-    run.note("restarting PostgreSQL (pg_ctl stop -m fast, then start)")
-    took = await asyncio.to_thread(run.services.restart_postgres)
-    phase.detail = f"PostgreSQL stopped and started again ({took:.1f} s)"
-    phase.repaired_s = took
-    run.note(phase.detail)
-    await wait_whole(run, phase.injected_at, run.config.recover_timeout)
+    await _restart_service(
+        run, phase, "PostgreSQL", "pg_ctl stop -m fast, then start", run.services.restart_postgres
+    )
 
 
 async def fault_kill_api(run: Run, phase: Phase) -> None:
