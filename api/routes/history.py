@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
@@ -66,6 +66,24 @@ class RateSeries(BaseModel):
     points: list[RatePoint]
 
 
+class DiskOut(BaseModel):
+    mount: str
+    total_bytes: int
+    used_bytes: int
+    free_bytes: int
+    percent: float
+
+
+class InterfaceOut(BaseModel):
+    interface: str
+    bytes_sent: int
+    bytes_recv: int
+    packets_sent: int | None
+    packets_recv: int | None
+    errors_in: int | None
+    errors_out: int | None
+
+
 class LatestOut(BaseModel):
     server_id: uuid.UUID
     time: datetime
@@ -79,8 +97,8 @@ class LatestOut(BaseModel):
     load15: float | None
     uptime_seconds: int | None
     cpu_cores: int | None
-    disks: list[dict[str, Any]]
-    interfaces: list[dict[str, Any]]
+    disks: list[DiskOut]
+    interfaces: list[InterfaceOut]
 
 
 class LogOut(BaseModel):
@@ -150,7 +168,11 @@ async def latest(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> LatestOu
             return None
         disks = await history_db.disks_at(conn, server_id, row["time"])
         interfaces = await history_db.interfaces_at(conn, server_id, row["time"])
-    return LatestOut(**dict(row), disks=[dict(d) for d in disks], interfaces=[dict(i) for i in interfaces])
+    return LatestOut(
+        **dict(row),
+        disks=[DiskOut(**dict(d)) for d in disks],
+        interfaces=[InterfaceOut(**dict(i)) for i in interfaces],
+    )
 
 
 Start = Annotated[ApiTime | None, Query(description="inclusive; default: end minus one hour")]
