@@ -5,6 +5,10 @@ describe("SeriesSet", () => {
   it("merges REST history and live frames into one ordered series", () => {
     const s = new SeriesSet();
     s.insertSeries(s.cpu, {
+      server_id: "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+      metric: "cpu_percent",
+      start: "2026-12-03T10:00:00Z",
+      end: "2026-12-03T10:01:00Z",
       resolution: "raw",
       points: [
         { time: "2026-12-03T10:00:00Z", value: 10 },
@@ -31,6 +35,10 @@ describe("SeriesSet", () => {
   it("gives rollup points their bucket width, so an hour apart is not a gap", () => {
     const s = new SeriesSet();
     s.insertSeries(s.cpu, {
+      server_id: "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65",
+      metric: "cpu_percent",
+      start: "2026-12-03T08:00:00Z",
+      end: "2026-12-03T10:00:00Z",
       resolution: "1h",
       points: [
         { time: "2026-12-03T08:00:00Z", value: 1 },

@@ -3,7 +3,7 @@
  * and errors to problem details: the switch happens here). Requests carry the access token;
  * a 401 refreshes it once and retries.
  */
-import type { FleetRow } from "./fleet";
+import type { components } from "../api/schema";
 import { SessionEnded, type TokenAnswer, type TokenManager } from "./tokens";
 
 export const API = "/api/v1";
@@ -33,7 +33,7 @@ export async function refreshTokens(refreshToken: string): Promise<TokenAnswer> 
   const res = await fetch(`${API}/auth/refresh`, {
     method: "POST",
     headers: { "Content-Type": "application/json" },
-    body: JSON.stringify({ refresh_token: refreshToken }),
+    body: JSON.stringify({ refresh_token: refreshToken } satisfies Schemas["RefreshIn"]),
   });
   if (res.status === 401 || res.status === 403 || res.status === 422) throw new SessionEnded("signed out");
   if (!res.ok) throw new ApiError(res.status, `refresh failed: HTTP ${res.status}`);
@@ -104,7 +104,7 @@ export class Client {
 
   // --- accounts ----------------------------------------------------------------------------------
   async login(email: string, password: string): Promise<TokenAnswer> {
-    return this.anonymous<TokenAnswer>("/auth/login/json", { email, password });
+    return this.anonymous<TokenAnswer>("/auth/login/json", { email, password } satisfies Schemas["LoginIn"]);
   }
   async register(email: string, username: string, password: string): Promise<TokenAnswer> {
     return this.anonymous<TokenAnswer>("/auth/register", {
@@ -112,7 +112,7 @@ export class Client {
       username,
       password,
       password_confirm: password,
-    });
+    } satisfies Schemas["RegisterIn"]);
   }
   private async anonymous<T>(path: string, body: unknown): Promise<T> {
     const res = await fetch(`${API}${path}`, {
@@ -125,14 +125,16 @@ export class Client {
     return parsed as T;
   }
   logout(refreshToken: string): Promise<void> {
-    return this.request<void>("POST", "/auth/logout", { refresh_token: refreshToken });
+    return this.request<void>("POST", "/auth/logout", {
+      refresh_token: refreshToken,
+    } satisfies Schemas["RefreshIn"]);
   }
   me(): Promise<User> {
     return this.get<User>("/auth/me");
   }
 
   // --- servers and fleet -------------------------------------------------------------------------
-  fleet(): Promise<{ generated_at: string; truncated: boolean; servers: FleetRow[] }> {
+  fleet(): Promise<Fleet> {
     return this.get("/fleet");
   }
   servers(): Promise<Server[]> {
@@ -141,26 +143,24 @@ export class Client {
   server(id: string): Promise<Server> {
     return this.get(`/servers/${id}`);
   }
-  createServer(body: { name: string; host?: string | null; tags?: string[] }): Promise<Server> {
+  createServer(body: ServerIn): Promise<Server> {
     return this.post("/servers", body);
   }
-  updateServer(
-    id: string,
-    body: Partial<{ name: string; host: string | null; tags: string[] }>,
-  ): Promise<Server> {
+  updateServer(id: string, body: ServerUpdate): Promise<Server> {
     return this.put(`/servers/${id}`, body);
   }
   deleteServer(id: string): Promise<void> {
     return this.del(`/servers/${id}`);
   }
   setCommands(id: string, enabled: boolean, allowlist: string[]): Promise<Server> {
-    return this.put(`/servers/${id}/commands`, { commands_enabled: enabled, command_allowlist: allowlist });
+    const body: Schemas["CommandSettingsIn"] = { commands_enabled: enabled, command_allowlist: allowlist };
+    return this.put(`/servers/${id}/commands`, body);
   }
   shares(id: string): Promise<Share[]> {
     return this.all(`/servers/${id}/shares`);
   }
-  share(id: string, email: string, role: string): Promise<Share> {
-    return this.post(`/servers/${id}/shares`, { email, role });
+  share(id: string, email: string, role: Role): Promise<Share> {
+    return this.post(`/servers/${id}/shares`, { email, role } satisfies Schemas["ShareIn"]);
   }
   unshare(id: string, userId: string): Promise<void> {
     return this.del(`/servers/${id}/shares/${userId}`);
@@ -171,7 +171,7 @@ export class Client {
     return this.get(`/api-keys/server/${serverId}`);
   }
   createKey(serverId: string, name: string | null): Promise<ApiKeyCreated> {
-    return this.post("/api-keys", { server_id: serverId, name });
+    return this.post("/api-keys", { server_id: serverId, name } satisfies Schemas["ApiKeyIn"]);
   }
   revokeKey(id: string): Promise<ApiKey> {
     return this.post(`/api-keys/${id}/deactivate`);
@@ -215,7 +215,7 @@ export class Client {
       resolution,
     });
   }
-  processes(serverId: string): Promise<{ timestamp: string | null; processes: Process[] }> {
+  processes(serverId: string): Promise<Processes> {
     return this.get(`/metrics/${serverId}/processes`);
   }
   logs(serverId: string, query: Query): Promise<LogPage> {
@@ -245,7 +245,8 @@ export class Client {
     return this.del(`/alerts/rules/${id}`);
   }
   backtest(rule: RuleIn, start: Date, end: Date): Promise<Backtest> {
-    return this.post("/alerts/backtest", { start: start.toISOString(), end: end.toISOString(), rule });
+    const body: Schemas["BacktestIn"] = { start: start.toISOString(), end: end.toISOString(), rule };
+    return this.post("/alerts/backtest", body);
   }
 
   // --- notification channels ---------------------------------------------------------------------
@@ -256,19 +257,19 @@ export class Client {
   createChannel(body: ChannelIn): Promise<Channel> {
     return this.post("/notification-channels", body);
   }
-  updateChannel(id: string, body: ChannelIn): Promise<Channel> {
+  updateChannel(id: string, body: Schemas["ChannelUpdate"]): Promise<Channel> {
     return this.put(`/notification-channels/${id}`, body);
   }
   deleteChannel(id: string): Promise<void> {
     return this.del(`/notification-channels/${id}`);
   }
-  testChannel(id: string): Promise<{ delivered: boolean; status_code: number | null; error: string | null }> {
+  testChannel(id: string): Promise<ChannelTest> {
     return this.post(`/notification-channels/${id}/test`);
   }
 
   // --- commands, docker, audit -------------------------------------------------------------------
   runCommand(serverId: string, command: string): Promise<CommandResult> {
-    return this.post(`/commands/${serverId}`, { command });
+    return this.post(`/commands/${serverId}`, { command } satisfies Schemas["CommandIn"]);
   }
   /** The newest commands of the server (the first page of its history). */
   async commandHistory(serverId: string): Promise<CommandHistory[]> {
@@ -285,7 +286,7 @@ export class Client {
   ): Promise<DockerAction> {
     return this.post(`/docker/${serverId}/containers/${encodeURIComponent(containerId)}/${action}`);
   }
-  containerLogs(serverId: string, containerId: string, tail = 200): Promise<{ logs: string[] }> {
+  containerLogs(serverId: string, containerId: string, tail = 200): Promise<DockerLogs> {
     return this.get(`/docker/${serverId}/containers/${encodeURIComponent(containerId)}/logs`, { tail });
   }
   serverAudit(serverId: string, cursor?: string): Promise<Page<Audit>> {
@@ -296,218 +297,45 @@ export class Client {
   }
 }
 
-// --- shapes (docs/api.md) ------------------------------------------------------------------------
+// --- shapes: aliases of the types generated from the API's OpenAPI document (`make client`) ------
+
+type Schemas = components["schemas"];
 
 /** One page of a list: `next_cursor` is null on the last one. */
-export interface Page<T> {
-  items: T[];
-  next_cursor: string | null;
-}
+export type Page<T> = Omit<Schemas["ServerPage"], "items"> & { items: T[] };
 
-export interface User {
-  id: string;
-  email: string;
-  username: string;
-  full_name: string | null;
-}
-export type Role = "owner" | "operator" | "viewer";
-export interface Server {
-  id: string;
-  name: string;
-  host: string | null;
-  metadata: Record<string, unknown>;
-  tags?: string[];
-  status: "online" | "offline" | "stale" | "unknown";
-  last_seen: string | null;
-  role: Role;
-  commands_enabled: boolean;
-  command_allowlist: string[];
-}
-export interface Share {
-  user_id: string;
-  email: string;
-  username: string;
-  role: Role;
-  created_at: string;
-}
-export interface ApiKey {
-  id: string;
-  server_id: string;
-  name: string | null;
-  is_active: boolean;
-  last_used: string | null;
-  expires_at: string | null;
-  created_at: string;
-}
-export interface ApiKeyCreated extends ApiKey {
-  key: string;
-  install_command?: string | null;
-}
-export interface Point {
-  time: string;
-  value: number | null;
-  min?: number | null;
-  max?: number | null;
-}
-export interface Series {
-  resolution: "raw" | "1m" | "1h";
-  points: Point[];
-}
-export interface RateSeries {
-  resolution: "raw" | "1m" | "1h";
-  points: { time: string; sent_per_second: number | null; recv_per_second: number | null }[];
-}
-export interface Disk {
-  mount: string;
-  percent: number;
-  total_bytes: number;
-  used_bytes: number;
-}
-export interface Iface {
-  interface: string;
-}
-export interface Latest {
-  time: string;
-  cpu_percent: number;
-  memory_percent: number;
-  memory_total_bytes: number | null;
-  memory_used_bytes: number | null;
-  load1: number | null;
-  uptime_seconds: number | null;
-  cpu_cores: number | null;
-  disks: Disk[];
-  interfaces: Iface[];
-}
-export interface Process {
-  pid: number;
-  name: string;
-  user: string | null;
-  status: string | null;
-  cpu_percent: number | null;
-  memory_percent: number | null;
-  memory_rss_bytes: number | null;
-}
-export interface LogLine {
-  time: string;
-  entry_id: string;
-  level: string;
-  source: string | null;
-  message: string;
-}
-export interface LogPage {
-  items: LogLine[];
-  next_cursor: string | null;
-}
-export interface Alert {
-  episode_id: string;
-  rule_id: string;
-  rule_name: string;
-  server_id: string;
-  metric: string;
-  subject: string | null;
-  severity: string;
-  comparison: string;
-  threshold: number;
-  state: "firing" | "resolved";
-  started_at: string;
-  fired_at: string | null;
-  fired_value: number | null;
-  resolved_at: string | null;
-  message: string;
-  acknowledged_at: string | null;
-}
-export interface RuleIn {
-  server_id: string | null;
-  name: string;
-  metric: string;
-  subject: string | null;
-  comparison: string;
-  threshold: number;
-  for_seconds: number;
-  clear_threshold: number | null;
-  clear_for_seconds: number;
-  severity: string;
-  interval_seconds: number;
-  no_data_intervals: number;
-  enabled: boolean;
-}
-export interface RuleOut {
-  id: string;
-  rule: RuleIn & { rule_id: string; origin: string };
-}
-export interface Episode {
-  episode_id: string;
-  server_id: string;
-  subject: string | null;
-  started_at: string;
-  fired_at: string;
-  fired_value: number | null;
-  resolved_at: string | null;
-}
-export interface Backtest {
-  servers: string[];
-  episodes: Episode[];
-}
-export interface ChannelIn {
-  name: string;
-  kind: "webhook" | "slack";
-  url: string;
-  secret?: string;
-  server_id: string | null;
-  rule_id: string | null;
-  enabled: boolean;
-}
-export interface Channel extends Omit<ChannelIn, "secret"> {
-  id: string;
-  has_secret: boolean;
-  created_at: string;
-  updated_at: string;
-}
-export interface CommandResult {
-  command_id: string;
-  success: boolean;
-  output: string | null;
-  error: string | null;
-  exit_code: number | null;
-  duration_ms: number | null;
-}
-export interface CommandHistory {
-  command_id: string;
-  action: string;
-  command: string | null;
-  container_id: string | null;
-  requested_at: string;
-  success: boolean | null;
-  exit_code: number | null;
-  output: string | null;
-  error: string | null;
-}
-export interface Container {
-  id: string;
-  name: string;
-  image: string | null;
-  state: string | null;
-  status: string | null;
-  cpu_percent: number | null;
-  memory_bytes: number | null;
-}
-export interface Containers {
-  time: string;
-  containers: Container[];
-}
-export interface DockerAction {
-  status: "success" | "error";
-  message: string | null;
-}
-export interface Audit {
-  id: number;
-  time: string;
-  user_id: string | null;
-  server_id: string | null;
-  method: string;
-  path: string;
-  action: string;
-  status: number;
-  client: string | null;
-  detail: Record<string, unknown>;
-}
+export type User = Schemas["UserOut"];
+export type Token = Schemas["Token"];
+export type Role = Schemas["ShareOut"]["role"];
+export type Server = Schemas["ServerOut"];
+export type ServerIn = Schemas["ServerIn"];
+export type ServerUpdate = Schemas["ServerUpdate"];
+export type Share = Schemas["ShareOut"];
+export type Fleet = Schemas["FleetOut"];
+export type ApiKey = Schemas["ApiKeyOut"];
+export type ApiKeyCreated = Schemas["ApiKeyCreated"];
+export type Point = Schemas["Point"];
+export type Series = Schemas["Series"];
+export type RateSeries = Schemas["RateSeries"];
+export type Latest = Schemas["LatestOut"];
+export type Disk = Latest["disks"][number];
+export type Iface = Latest["interfaces"][number];
+export type Process = Schemas["ProcessOut"];
+export type Processes = Schemas["ProcessesOut"];
+export type LogLine = Schemas["LogOut"];
+export type LogPage = Schemas["LogPage"];
+export type Alert = Schemas["AlertOut"];
+export type RuleIn = Schemas["RuleIn"];
+export type RuleOut = Schemas["RuleOut"];
+export type Episode = Schemas["Episode"];
+export type Backtest = Schemas["BacktestOut"];
+export type ChannelIn = Schemas["ChannelIn"];
+export type Channel = Schemas["ChannelOut"];
+export type ChannelTest = Schemas["ChannelTestOut"];
+export type CommandResult = Schemas["CommandOut"];
+export type CommandHistory = Schemas["CommandHistoryOut"];
+export type Container = Schemas["ContainerOut"];
+export type Containers = Schemas["ContainersOut"];
+export type DockerAction = Schemas["DockerActionOut"];
+export type DockerLogs = Schemas["DockerLogsOut"];
+export type Audit = Schemas["AuditOut"];

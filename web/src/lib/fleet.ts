@@ -4,30 +4,19 @@
  * frames is applied once per server at the next frame, so a thousand servers reporting every
  * few seconds cost one render pass per frame, not one per message.
  */
-export type Status = "online" | "offline" | "stale" | "unknown";
+import type { components } from "../api/schema";
 
-export interface Spark {
-  start: string;
-  step_seconds: number;
-  cpu_percent: (number | null)[];
-  memory_percent: (number | null)[];
-}
+type FleetServer = components["schemas"]["FleetServerOut"];
 
-export interface FleetRow {
-  server_id: string;
-  name: string;
-  tags: string[];
-  role: string;
-  status: Status;
-  last_seen: string | null;
-  sample_time: string | null;
-  cpu_percent: number | null;
-  memory_percent: number | null;
-  disk_percent: number | null;
-  disk_mount: string | null;
-  spark: Spark | null;
-  alerts: { firing: number; max_severity: string | null };
-}
+export type Status = FleetServer["status"];
+
+export type Severity = NonNullable<FleetServer["alerts"]["max_severity"]>;
+
+export type Spark = components["schemas"]["SparkOut"];
+
+/** A row of `GET /fleet`; `spark` is null in a row made from `GET /servers` (an API without the
+ * fleet summary). */
+export type FleetRow = Omit<FleetServer, "spark"> & { spark: Spark | null };
 
 export type FleetUpdate = Partial<FleetRow> & { server_id: string };
 
@@ -110,7 +99,7 @@ export class FleetStore {
     return changed;
   }
 
-  alertCounted(serverId: string, state: string, severity: string): void {
+  alertCounted(serverId: string, state: string, severity: Severity): void {
     const row = this.rows.get(serverId);
     if (!row) return;
     const firing = Math.max(0, row.alerts.firing + (state === "firing" ? 1 : -1));
@@ -126,9 +115,9 @@ function stripUndefined<T extends object>(value: T): Partial<T> {
   return out;
 }
 
-const SEVERITY_RANK: Record<string, number> = { info: 1, warning: 2, critical: 3 };
+const SEVERITY_RANK: Record<Severity, number> = { info: 1, warning: 2, critical: 3 };
 
-export function higherSeverity(a: string | null, b: string | null): string | null {
+export function higherSeverity(a: Severity | null, b: Severity | null): Severity | null {
   if (!a) return b;
   if (!b) return a;
   return (SEVERITY_RANK[b] ?? 0) > (SEVERITY_RANK[a] ?? 0) ? b : a;

@@ -8,6 +8,8 @@
  * under a Web Lock shared by the tabs of this origin and first re-reads the stored tokens, which
  * another tab may have rotated already.
  */
+import type { components } from "../api/schema";
+
 export interface StoredTokens {
   access: string;
   refresh: string;
@@ -63,12 +65,12 @@ export function browserStorage(store: Storage): TokenStorage {
   };
 }
 
-export interface TokenAnswer {
-  access_token: string;
-  refresh_token: string;
-  expires_in: number;
-  user: { email: string };
-}
+type Token = components["schemas"]["Token"];
+
+/** The part of a login's answer (`Token`) the manager keeps. */
+export type TokenAnswer = Pick<Token, "access_token" | "refresh_token" | "expires_in"> & {
+  user: Pick<Token["user"], "email">;
+};
 
 export function fromAnswer(answer: TokenAnswer, now: number): StoredTokens {
   return {

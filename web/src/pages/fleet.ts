@@ -8,7 +8,7 @@ import type { Ctx } from "../context";
 import { ApiError } from "../lib/api";
 import { drawSpark } from "../lib/chart";
 import { clear, h, setText, toast } from "../lib/dom";
-import { FleetStore, view, type FleetRow, type SortKey } from "../lib/fleet";
+import { FleetStore, view, type FleetRow, type Severity, type SortKey } from "../lib/fleet";
 import { navigate, setQuery } from "../lib/router";
 import { formatAgo, formatLocal, formatPercent, formatUtc, plural } from "../lib/units";
 
@@ -316,7 +316,7 @@ export function fleetPage(ctx: Ctx, host: HTMLElement): () => void {
     if (frame.type === "fleet_update") store.update(frame["data"] as FleetRow[]);
     else if (frame.type === "fleet_changed") void load();
     else if (frame.type === "alert") {
-      const d = frame["data"] as { server_id: string; state: string; severity: string };
+      const d = frame["data"] as { server_id: string; state: string; severity: Severity };
       store.alertCounted(d.server_id, d.state, d.severity);
     }
   });

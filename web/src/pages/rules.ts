@@ -223,14 +223,14 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
     const read = (): RuleIn => ({
       server_id: f.server.value || null,
       name: f.name.value.trim() || "unnamed rule",
-      metric: f.metric.value,
+      metric: f.metric.value as RuleIn["metric"],
       subject: f.subject.value.trim() || null,
-      comparison: f.comparison.value,
+      comparison: f.comparison.value as RuleIn["comparison"],
       threshold: Number(f.threshold.value),
       for_seconds: Number(f.forSeconds.value || 0),
       clear_threshold: f.clearThreshold.value === "" ? null : Number(f.clearThreshold.value),
       clear_for_seconds: Number(f.clearFor.value || 0),
-      severity: f.severity.value,
+      severity: f.severity.value as RuleIn["severity"],
       interval_seconds: Number(f.interval.value || 10),
       no_data_intervals: Number(f.noData.value || 3),
       enabled: f.enabled.checked,
@@ -366,7 +366,7 @@ export function rulesPage(ctx: Ctx, host: HTMLElement): () => void {
             ? []
             : [
                 { value: rule.threshold, color: "#ef4444" },
-                ...(rule.clear_threshold !== null ? [{ value: rule.clear_threshold, color: "#10b981" }] : []),
+                ...(rule.clear_threshold != null ? [{ value: rule.clear_threshold, color: "#10b981" }] : []),
               ],
       });
     }

@@ -1,5 +1,5 @@
 /** API keys, sharing, the audit log and the settings of one server. */
-import type { ApiKey, Audit, Share } from "../lib/api";
+import type { ApiKey, Audit, Role, Share } from "../lib/api";
 import { clear, confirmDialog, copyText, dataTable, h, timeEl, toast } from "../lib/dom";
 import { navigate } from "../lib/router";
 import { formatAgo, formatLocal } from "../lib/units";
@@ -163,7 +163,7 @@ export function sharingTab(live: ServerLive, host: HTMLElement): void {
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     live.ctx.client
-      .share(live.server.id, email.value.trim(), role.value)
+      .share(live.server.id, email.value.trim(), role.value as Role)
       .then(() => {
         email.value = "";
         toast("Shared", "ok");
