@@ -47,6 +47,29 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+# An RSS difference smaller than this is allocator and garbage-collector noise, not sockets: the
+# per-socket figure is then reported as unresolved (None) rather than as a meaningless number.
+RSS_RESOLUTION_MB = 2.0
+
+
+def settled_rss_mb(pid: int, tries: int = 20) -> float:
+    """RSS once two readings half a second apart agree within 0.25 MB (start-up has finished)."""
+    prev = rss_mb(pid)
+    for _ in range(tries):
+        time.sleep(0.5)
+        cur = rss_mb(pid)
+        if abs(cur - prev) < 0.25:
+            return cur
+        prev = cur
+    return prev
+
+
+def kb_per_socket(grown_mb: float, sockets: int) -> float | None:
+    if sockets <= 0 or grown_mb < RSS_RESOLUTION_MB:
+        return None
+    return round(grown_mb * 1024 / sockets, 1)
+
+
 # --- the servers (child processes) -------------------------------------------------------------
 
 
@@ -308,8 +331,7 @@ def main() -> None:
         )
         children.append(api)
         wait_port(port)
-        time.sleep(2)
-        base_rss = rss_mb(api.pid)
+        base_rss = settled_rss_mb(api.pid)
         urls = [
             f"ws://127.0.0.1:{port}/api/v1/ws/metrics/{servers[i % args.servers]}"
             for i in range(args.sockets)
@@ -318,10 +340,10 @@ def main() -> None:
         clients = Clients(urls, token, args.client_procs)
         connected = clients.ready()
         results["connect_seconds"] = round(time.time() - t0, 1)
-        time.sleep(2)
+        with_sockets = settled_rss_mb(api.pid)
         results["rss_mb_idle_api"] = round(base_rss, 1)
-        results["rss_mb_with_sockets"] = round(rss_mb(api.pid), 1)
-        results["kb_per_socket"] = round((rss_mb(api.pid) - base_rss) * 1024 / connected, 1)
+        results["rss_mb_with_sockets"] = round(with_sockets, 1)
+        results["kb_per_socket"] = kb_per_socket(with_sockets - base_rss, connected)
         start = time.time()
         asyncio.run(publish(prefix, servers, args.burst, None))
         done = max(clients.ask("count", args.burst))

@@ -22,7 +22,15 @@ from typing import Any
 import orjson
 import psutil
 
-from bench.live_fanout import Clients, free_port, publish, raise_fd_limit, rss_mb, wait_port
+from bench.live_fanout import (
+    Clients,
+    free_port,
+    kb_per_socket,
+    publish,
+    raise_fd_limit,
+    settled_rss_mb,
+    wait_port,
+)
 
 PARTITIONS = 12  # as bench/live_fanout.py makes them
 KAFKA = os.environ.get("FLEETPULSE_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
@@ -99,8 +107,7 @@ def main() -> None:
     result: dict[str, Any] = {"sockets": args.sockets, "servers": args.servers, "burst": args.burst}
     try:
         wait_port(port)
-        time.sleep(1)
-        idle = rss_mb(proc.pid)
+        idle = settled_rss_mb(proc.pid)
         urls = [
             f"ws://127.0.0.1:{port}/api/v1/ws/metrics/{servers[i % args.servers]}"
             for i in range(args.sockets)
@@ -109,8 +116,7 @@ def main() -> None:
         clients = Clients(urls, "naive", args.client_procs)
         connected = clients.ready()
         result["connect_seconds"] = round(time.time() - t0, 1)
-        time.sleep(2)
-        result["kb_per_socket"] = round((rss_mb(proc.pid) - idle) * 1024 / max(connected, 1), 1)
+        result["kb_per_socket"] = kb_per_socket(settled_rss_mb(proc.pid) - idle, connected)
         cpu = psutil.Process(proc.pid)
         before = sum(cpu.cpu_times()[:2])
         start = time.time()

@@ -8,6 +8,7 @@ its figure. Each figure carries, in the image itself, what it ran on (machine.ca
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -166,8 +167,10 @@ def draw_fanout(result: dict[str, Any], caption: str, path: Path) -> None:
     a.set_ylabel("deliveries/s")
     a.set_yscale("log")
     a.legend(fontsize=8)
-    b.plot(sizes, [x["kb_per_socket"] for x in r], "o-", label="FleetPulse hub")
-    if naive is not None:
+    # None (growth below the RSS resolution) is drawn as a gap.
+    kb = [math.nan if x["kb_per_socket"] is None else x["kb_per_socket"] for x in r]
+    b.plot(sizes, kb, "o-", label="FleetPulse hub")
+    if naive is not None and naive["kb_per_socket"] is not None:
         b.plot([naive["sockets"]], [naive["kb_per_socket"]], "r^", label="consumer per socket")
     b.set_xlabel("sockets")
     b.set_ylabel("KB per socket")

@@ -165,3 +165,13 @@ def test_alerts_rows_from_the_engines_json_result() -> None:
         (120.0, None, None),
     ]
     assert all(check.row_problems(r) == [] for r in rows)
+
+
+def test_memory_per_socket_below_the_rss_resolution_is_unresolved_not_a_number() -> None:
+    from bench.live_fanout import RSS_RESOLUTION_MB, kb_per_socket
+
+    # A small run's RSS can even shrink (allocator trims): no figure, rather than a negative one.
+    assert kb_per_socket(-1.0, 20) is None
+    assert kb_per_socket(RSS_RESOLUTION_MB / 2, 20) is None
+    assert kb_per_socket(10.0, 0) is None
+    assert kb_per_socket(45.0, 1000) == 46.1
