@@ -186,30 +186,50 @@ async def logs_history(pool: Pool, server_id: uuid.UUID, tp: TP, limit: int) -> 
 # --- the fleet sockets ----------------------------------------------------------------------------
 
 
-async def fleet_seed(pool: Pool, server_ids: list[uuid.UUID]) -> list[dict[str, object]]:
+@dataclass(frozen=True, slots=True)
+class FleetSeed:
+    """The starting state of newly watched servers and the agent-events offset, per partition,
+    it is complete up to (`persisted_offsets`; None: nothing of that partition persisted yet)."""
+
+    rows: list[dict[str, object]]
+    events_persisted: dict[int, int | None]
+
+
+_FLEET_SEED = """
+SELECT s.id AS server_id, s.status, s.last_seen,
+       p.connection_id, p.connected, p.event_time AS presence_time,
+       m.time AS sample_time, m.cpu_percent, m.memory_percent,
+       d.percent AS disk_percent, d.mount AS disk_mount
+FROM servers s
+LEFT JOIN server_presence p ON p.server_id = s.id
+LEFT JOIN LATERAL (
+    SELECT time, cpu_percent, memory_percent FROM metrics
+    WHERE server_id = s.id ORDER BY time DESC LIMIT 1
+) m ON true
+LEFT JOIN LATERAL (
+    SELECT mount, percent FROM metric_disks
+    WHERE server_id = s.id AND time = m.time ORDER BY percent DESC, mount LIMIT 1
+) d ON true
+WHERE s.id = ANY($1::uuid[])
+"""
+
+
+async def fleet_seed(
+    pool: Pool, server_ids: list[uuid.UUID], events_topic: str, partitions: list[int]
+) -> FleetSeed:
     """Status, presence and the newest sample's headline values of these servers, in one query
-    (the fleet hub's starting state for servers it begins to watch)."""
+    (the fleet hub's starting state for servers it begins to watch), and, in the same snapshot,
+    how far the agent events of `partitions` are persisted: the presence read holds exactly the
+    events up to there, so Kafka from the next offset on completes it (the seam of the history
+    reads above)."""
     if not server_ids:
-        return []
-    async with connection(pool) as conn:
-        rows = await conn.fetch(
-            """
-            SELECT s.id AS server_id, s.status, s.last_seen,
-                   p.connection_id, p.connected, p.event_time AS presence_time,
-                   m.time AS sample_time, m.cpu_percent, m.memory_percent,
-                   d.percent AS disk_percent, d.mount AS disk_mount
-            FROM servers s
-            LEFT JOIN server_presence p ON p.server_id = s.id
-            LEFT JOIN LATERAL (
-                SELECT time, cpu_percent, memory_percent FROM metrics
-                WHERE server_id = s.id ORDER BY time DESC LIMIT 1
-            ) m ON true
-            LEFT JOIN LATERAL (
-                SELECT mount, percent FROM metric_disks
-                WHERE server_id = s.id AND time = m.time ORDER BY percent DESC, mount LIMIT 1
-            ) d ON true
-            WHERE s.id = ANY($1::uuid[])
-            """,
-            server_ids,
-        )
-    return [dict(row) for row in rows]
+        return FleetSeed([], {})
+    async with (
+        connection(pool) as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        persisted: dict[int, int | None] = {}
+        for partition in partitions:
+            persisted[partition] = await conn.fetchval(_LAST_OFFSET, events_topic, partition)
+        rows = await conn.fetch(_FLEET_SEED, server_ids)
+    return FleetSeed([dict(row) for row in rows], persisted)

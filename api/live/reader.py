@@ -198,6 +198,11 @@ class KafkaReader:
 
     async def replay(self, tp: TP, key: bytes, start: int, stop: int) -> list[Record]:
         """`key`'s messages in [start, stop) of `tp`, read again from Kafka, in order."""
+        return await self.replay_keys(tp, frozenset((key,)), start, stop)
+
+    async def replay_keys(self, tp: TP, keys: frozenset[bytes], start: int, stop: int) -> list[Record]:
+        """The messages of any of `keys` in [start, stop) of `tp`, read again, in order (one pass
+        over the span whatever the number of keys)."""
         ktp = TopicPartition(tp.topic, tp.partition)
         out: list[Record] = []
         if start >= stop:
@@ -228,7 +233,7 @@ class KafkaReader:
                         position = stop
                         break
                     position = r.offset + 1
-                    if r.key == key:
+                    if r.key in keys:
                         out.append(Record(r.offset, r.key, r.value))
                 else:
                     if not records:

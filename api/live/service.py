@@ -16,7 +16,7 @@ from datetime import timedelta
 from types import TracebackType
 
 from api.db.pool import Pool
-from schemas.topics import partition_for_key
+from schemas.topics import partition_for_key, server_key
 
 from . import db
 from .channels import Channel, Channels
@@ -125,7 +125,7 @@ class LiveService:
             if not self._fleet_held:
                 await self._fleet_hold()
             new = self.fleet.add(sub, server_ids)
-        self.fleet.seed(await db.fleet_seed(pool, new))
+        await self._fleet_seed(pool, new)
 
     async def fleet_update(self, sub: FleetSubscriber, pool: Pool, server_ids: list[uuid.UUID]) -> bool:
         """Follow exactly `server_ids` now; True when the set changed."""
@@ -133,8 +133,51 @@ class LiveService:
         if current == wanted:
             return False
         self.fleet.drop(sub, current - wanted)
-        self.fleet.seed(await db.fleet_seed(pool, self.fleet.add(sub, sorted(wanted - current))))
+        await self._fleet_seed(pool, self.fleet.add(sub, sorted(wanted - current)))
         return True
+
+    async def _fleet_seed(self, pool: Pool, new: list[uuid.UUID]) -> None:
+        """Seed newly watched servers from the database, then apply the agent events Kafka holds
+        past what that database state covers.
+
+        The hub reads agent events from its own position on (the live end, when the first fleet
+        socket came); the database holds them up to what persistence has stored. An event between
+        the two, such as the disconnect of a just revoked key that persistence has not written
+        yet, was in neither: the server kept its old status until its next event, which for a
+        revoked key never comes. So the new servers' partitions are read again from the seed's
+        persisted offset + 1 up to the hub's position, in the seed's snapshot, and their events
+        applied by the same rules. An event older than the presence already known is ignored,
+        so an overlap with what the hub dispatches live meanwhile changes nothing."""
+        if not new:
+            return
+        topic = self.channels.agent_events.topic
+        count = await self.partition_count(topic)
+        keys: dict[int, set[bytes]] = {}
+        for server_id in new:
+            key = server_key(server_id)
+            keys.setdefault(partition_for_key(key, count), set()).add(key)
+        seed = await db.fleet_seed(pool, new, topic, sorted(keys))
+        self.fleet.seed(seed.rows)
+        for partition, wanted in sorted(keys.items()):
+            tp = TP(topic, partition)
+            span = self.hub.span(tp)
+            if span is None:
+                continue  # released meanwhile: the last fleet socket went
+            stop = span[1]
+            last = seed.events_persisted.get(partition)
+            start = 0 if last is None else last + 1
+            if stop - start > self.settings.max_catchup_messages:
+                log.warning(
+                    "fleet seed: %s:%d is %d events behind persistence; replaying the newest %d",
+                    topic,
+                    partition,
+                    stop - start,
+                    self.settings.max_catchup_messages,
+                )
+                start = stop - self.settings.max_catchup_messages
+            if start < stop:
+                events = await self.reader.replay_keys(tp, frozenset(wanted), start, stop)
+                self.fleet.on_agent_events(tp, events)
 
     def fleet_unsubscribe(self, sub: FleetSubscriber) -> None:
         self.fleet.drop(sub)

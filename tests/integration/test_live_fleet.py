@@ -5,6 +5,7 @@ served by the process's one reader with one update per message."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from api.live.hub import TP
 from api.live.settings import LiveSettings
 from schemas import topics
 from schemas.alerts import AlertEvent
@@ -243,3 +245,64 @@ async def test_fleet_socket_refusals(
             await c.until(lambda f: f["type"] == "fleet_changed", within=20)
             await db.execute("UPDATE users SET is_active = false WHERE id = %s", (user,))
             assert await c.closed(within=20) == CloseCode.INVALID_TOKEN
+
+
+async def _persisted(
+    db: psycopg.AsyncConnection[Any], prefix: str, event: AgentEvent, at: tuple[int, int]
+) -> None:
+    """`event`, at (partition, offset) of the agent-events topic, stored as persistence stores it:
+    the rows and `persisted_offsets` in one transaction."""
+    await persist_db.prepare_connection(db)
+    async with db.transaction():
+        await persist_db.write_batch(
+            db,
+            [event],
+            {(topics.AGENT_EVENTS.name(prefix), at[0]): at[1]},
+            rollup_horizon=event.time - timedelta(days=1),
+            stale_after=timedelta(minutes=5),
+        )
+
+
+async def _connected_then_unpersisted_disconnect(
+    db: psycopg.AsyncConnection[Any], pub: Publisher, prefix: str, server: uuid.UUID
+) -> tuple[int, int]:
+    """A connect that persistence stored, then its disconnect in Kafka only (persistence behind);
+    returns where the disconnect is (partition, offset)."""
+    topic, key, conn = topics.AGENT_EVENTS.name(prefix), topics.server_key(server), uuid.uuid4()
+    connected = AgentEvent(server_id=server, event="connected", time=datetime.now(UTC), connection_id=conn)
+    await _persisted(db, prefix, connected, await pub.raw(topic, connected.to_bytes(), key))
+    gone = AgentEvent(server_id=server, event="disconnected", time=datetime.now(UTC), connection_id=conn)
+    return await pub.raw(topic, gone.to_bytes(), key)
+
+
+async def test_a_disconnect_not_yet_persisted_still_reaches_a_new_fleet_socket(
+    common_settings: CommonSettings, db: psycopg.AsyncConnection[Any], kafka_bootstrap: str, topic_prefix: str
+) -> None:
+    """The revoked-key bug of the browser suite: an agent's disconnect is in Kafka, persistence
+    has not stored it yet, and a fleet socket starts watching the server. The database says
+    online and the hub reads from its live end, so without the seam the server stayed online
+    for good (no later event comes for a revoked key). Both ways a server starts being watched:
+    the process's first fleet socket (the hub starts at the live end), and a later socket while
+    the hub already reads (the event went by while nobody watched the server)."""
+    owner, other = await add_user(db), await add_user(db)
+    first = await add_server(db, owner)
+    async with ApiServer(common_settings, LIVE) as api, Publisher(kafka_bootstrap, topic_prefix) as pub:
+        await _connected_then_unpersisted_disconnect(db, pub, topic_prefix, first)
+        row = await (await db.execute("SELECT status FROM servers WHERE id = %s", (first,))).fetchone()
+        assert row is not None and row[0] == "online"  # what the database alone says
+
+        async with client(fleet_url(api), {"type": "auth", "token": api.token(owner)}) as c:
+            assert _valid(await c.next())["type"] == "auth_success"
+            assert _items(_valid(await c.next()))[str(first)]["status"] == "offline"
+
+            # The hub reads now (for `owner`); another user's server, watched by nobody, has its
+            # disconnect go by unpersisted; then that user opens the fleet page.
+            later = await add_server(db, other)
+            partition, offset = await _connected_then_unpersisted_disconnect(db, pub, topic_prefix, later)
+            tp = TP(topics.AGENT_EVENTS.name(topic_prefix), partition)
+            async with asyncio.timeout(30):  # the hub has read past it: only a replay brings it back
+                while (span := api.live.hub.span(tp)) is None or span[1] <= offset:
+                    await asyncio.sleep(0.05)
+            async with client(fleet_url(api), {"type": "auth", "token": api.token(other)}) as c2:
+                assert _valid(await c2.next())["type"] == "auth_success"
+                assert _items(_valid(await c2.next()))[str(later)]["status"] == "offline"
