@@ -8,6 +8,8 @@ consumer per socket does not reach the larger ones on this machine)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -16,6 +18,7 @@ from .. import stagebench as sb
 
 MODULE = "bench.live_fanout"
 NAIVE = "bench.suite.naive"
+NAIVE_TIMEOUT_S = 900
 
 
 def estimate(smoke: bool) -> float:
@@ -116,15 +119,24 @@ def run(ctx: Any) -> dict[str, Any]:
 
 
 def run_naive(ctx: Any, args: list[str]) -> dict[str, Any]:
-    done = subprocess.run(
+    # Its own process group: on a timeout the server and client processes it started go too.
+    proc = subprocess.Popen(
         [sys.executable, "-m", NAIVE, *args],
         cwd=sb.ROOT,
         env=sb.env_for(ctx.services),
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
+        start_new_session=True,
     )
-    (ctx.out / "naive.log").write_text(done.stdout + "\n--- stderr ---\n" + done.stderr[-20000:])
-    if done.returncode != 0:
-        raise sb.StageBenchError(f"{NAIVE} exited {done.returncode}: {done.stderr.strip()[-800:]}")
-    return last_json(done.stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=NAIVE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        stdout, stderr = proc.communicate()
+        (ctx.out / "naive.log").write_text(stdout + "\n--- stderr ---\n" + stderr[-20000:])
+        raise sb.StageBenchError(f"{NAIVE} did not finish in {NAIVE_TIMEOUT_S} s") from None
+    (ctx.out / "naive.log").write_text(stdout + "\n--- stderr ---\n" + stderr[-20000:])
+    if proc.returncode != 0:
+        raise sb.StageBenchError(f"{NAIVE} exited {proc.returncode}: {stderr.strip()[-800:]}")
+    return last_json(stdout)
