@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -46,6 +46,23 @@ class Delivery:
         except KafkaError as exc:
             raise BrokerUnavailable(f"Kafka refused the record: {exc}") from exc
         self._metrics.produce_seconds.observe(time.monotonic() - self._started)
+
+    def on_confirmed(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once Kafka confirmed every record, even after a `wait` gave up (a
+        record it timed out on may still be delivered); never if a record failed."""
+        left = [len(self._futures)]
+
+        def done(future: asyncio.Future[object]) -> None:
+            if future.cancelled() or future.exception() is not None:
+                left[0] = -1  # one failed: the frame is not (wholly) stored
+                return
+            if left[0] > 0:
+                left[0] -= 1
+                if left[0] == 0:
+                    callback()
+
+        for future in self._futures:
+            future.add_done_callback(done)
 
 
 class Producer:

@@ -245,8 +245,8 @@ async def _serve(websocket: WebSocket, runtime: Runtime, session: AgentSession) 
     finally:
         was_current = runtime.unregister(session)
         superseded = outcome.superseded or not was_current
-        for request in session.end(outcome.reason):
-            runtime.fail_command(request, "agent disconnected before answering")
+        for left in session.end(outcome.reason):
+            runtime.fail_command(left.request, left.error, unless_stored=left.pending)
         if session.claimed:
             with contextlib.suppress(IngestError):
                 await runtime.db.release_server(session.server_id, session.connection_id)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ from schemas.canonical import (
 from . import db as db_module
 from .errors import BrokerUnavailable, DatabaseUnavailable, IngestError
 from .metrics import IngestMetrics
-from .producer import Producer
+from .producer import Delivery, Producer
 from .ratelimit import FailedAuthLimiter
 from .session import AgentSession
 from .settings import IngestSettings
@@ -121,8 +121,9 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         if self._publishes:
-            # Commands failed by the closing sockets: their results go out before the producer stops.
-            await asyncio.wait(self._publishes, timeout=self.settings.produce_timeout + 1)
+            # Commands failed by the closing sockets: their results go out before the producer stops
+            # (after waiting, each, up to one produce timeout for an answer Kafka had not confirmed).
+            await asyncio.wait(self._publishes, timeout=2 * self.settings.produce_timeout + 1)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()
@@ -164,9 +165,33 @@ class Runtime:
 
     # ---- commands ---------------------------------------------------------------------------
 
-    def fail_command(self, request: CommandRequest, error: str) -> None:
-        """Answer a command as failed (asynchronously, never blocking the caller)."""
-        self.metrics.commands.labels("failed").inc()
+    def fail_command(
+        self, request: CommandRequest, error: str, *, unless_stored: Sequence[Delivery] = ()
+    ) -> None:
+        """Answer a command as failed (asynchronously, never blocking the caller); unless one of
+        `unless_stored`, the deliveries of the agent's answer, is confirmed by Kafka in time: then
+        that answer is the command's result (one result per command)."""
+        if not unless_stored:
+            self.metrics.commands.labels("failed").inc()
+        task = asyncio.create_task(
+            self._fail_unless_stored(request, error, unless_stored), name=f"ingest-fail-{request.command_id}"
+        )
+        self._publishes.add(task)
+        task.add_done_callback(self._publishes.discard)
+
+    async def _fail_unless_stored(
+        self, request: CommandRequest, error: str, deliveries: Sequence[Delivery]
+    ) -> None:
+        deadline = asyncio.get_running_loop().time() + self.settings.produce_timeout
+        for delivery in deliveries:
+            try:
+                await delivery.wait(max(0.001, deadline - asyncio.get_running_loop().time()))
+            except BrokerUnavailable:
+                continue
+            self.metrics.commands.labels("stored_after_disconnect").inc()
+            return
+        if deliveries:
+            self.metrics.commands.labels("failed").inc()
         result = CommandResult(
             command_id=request.command_id,
             server_id=request.server_id,
@@ -174,9 +199,7 @@ class Runtime:
             error=error,
             finished_at=utcnow(),
         )
-        task = asyncio.create_task(self._publish_result(result), name=f"ingest-fail-{request.command_id}")
-        self._publishes.add(task)
-        task.add_done_callback(self._publishes.discard)
+        await self._publish_result(result)
 
     async def _publish_result(self, result: CommandResult) -> None:
         try:

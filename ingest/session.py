@@ -18,7 +18,7 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -54,13 +54,34 @@ class _Pending:
     delivery: Delivery
     ack: bytes | None
     seq: int | None
+    command_id: uuid.UUID | None = None  # the frame is this command's answer
 
 
 @dataclass(slots=True)
 class _Active:
+    """A command sent to the agent and not decided yet.
+
+    It stays here until its answer is confirmed by Kafka (or it is answered as failed), not just
+    until the agent answers: an answer Kafka does not confirm gets a `retry` error, and the
+    agent's resend must still find its command."""
+
     request: CommandRequest
     handle: asyncio.TimerHandle
+    expires_at: float  # loop time of the command's timeout
     timed_out: bool = False  # answered as failed; a legacy agent may still be running it
+    answered_at: datetime | None = None  # the agent's first answer: every copy of its result says so
+    storing: list[Delivery] = field(default_factory=list)  # its answer's deliveries, not yet decided
+    given_up: list[Delivery] = field(default_factory=list)  # not confirmed in time (may still be, late)
+
+
+@dataclass(frozen=True, slots=True)
+class Unanswered:
+    """A command left undecided when its session ended: answer it as failed with `error`, unless
+    one of the `pending` deliveries of the agent's answer is confirmed (then that is its result)."""
+
+    request: CommandRequest
+    error: str
+    pending: tuple[Delivery, ...] = ()
 
 
 def classify(error: ValidationError) -> tuple[wire.ErrorCode, str]:
@@ -80,6 +101,11 @@ def _text(frame: wire._Frame) -> bytes:
 
 
 _METRICS_RECEIVED = _text(wire.MetricsReceivedFrame())  # the same bytes for every legacy ack
+
+# The errors of the commands a session decides as failed once the agent answered.
+NOT_RESENT = "the agent's answer could not be stored and was not sent again"
+NOT_ANSWERED = "agent disconnected before answering"
+NOT_STORED = "agent disconnected before its answer was stored"
 
 
 class AgentSession:
@@ -273,17 +299,23 @@ class AgentSession:
             return await self._produce(records, ack, frame.seq)
         # Replies to commands, either dialect.
         metrics.frames.labels(frame.type).inc()
-        result = self._result_of(frame, now)
         seq = frame.seq if isinstance(frame, wire.CommandResponseFrame | wire.DockerResponseFrame) else None
         ack = _text(wire.AckFrame(seq=seq)) if seq is not None else None
-        if result is None:
+        answered = self._answer_of(frame, now)
+        if answered is None:
             metrics.commands.labels("unmatched_reply").inc()
             if ack is not None:
-                # Nothing to store for a reply nobody waits for: acknowledge it so it is not resent.
+                # Nothing to store for a reply nobody waits for (its command was decided: its
+                # result is already durable, or it was never ours): acknowledge it so it is not
+                # resent.
                 await self._outbound.put(ack)
             return None
-        metrics.commands.labels("answered" if result.success else "failed_by_agent").inc()
-        return await self._produce([(names.command_results, self._key, result.to_bytes())], ack, seq)
+        active, result, first = answered
+        if first:
+            metrics.commands.labels("answered" if result.success else "failed_by_agent").inc()
+        else:
+            metrics.commands.labels("resent_reply").inc()
+        return await self._produce([(names.command_results, self._key, result.to_bytes())], ack, seq, active)
 
     async def _mismatch(self, seq: int | None) -> CloseReason | None:
         return await self._invalid_frame(
@@ -294,7 +326,11 @@ class AgentSession:
         )
 
     async def _produce(
-        self, records: Sequence[tuple[str, bytes, bytes]], ack: bytes | None, seq: int | None
+        self,
+        records: Sequence[tuple[str, bytes, bytes]],
+        ack: bytes | None,
+        seq: int | None,
+        command: _Active | None = None,
     ) -> CloseReason | None:
         # At most max_in_flight unconfirmed frames: waiting here stops reading the socket.
         await self._in_flight.acquire()
@@ -303,9 +339,15 @@ class AgentSession:
         except BrokerUnavailable as exc:
             self._in_flight.release()
             self.runtime.metrics.refusals.labels("broker_unavailable").inc()
+            if command is not None:
+                self._wait_for_resend(command)
             await self._outbound.put(_retry_frame(seq, str(exc)))
             return None
-        await self._outbound.put(_Pending(delivery, ack, seq))
+        command_id = None
+        if command is not None:
+            command.storing.append(delivery)
+            command_id = command.request.command_id
+        await self._outbound.put(_Pending(delivery, ack, seq, command_id))
         return None
 
     # ---- sender -----------------------------------------------------------------------------
@@ -323,8 +365,12 @@ class AgentSession:
             except BrokerUnavailable as exc:
                 # Never a silent drop: no ack, and an error that asks the agent to send it again.
                 metrics.refusals.labels("broker_unavailable").inc()
+                if item.command_id is not None:
+                    self._not_stored(item.command_id, item.delivery)
                 await self._send_text(_retry_frame(item.seq, str(exc)))
             else:
+                if item.command_id is not None:
+                    self._stored(item.command_id)
                 if item.ack is not None:
                     # Guarantee: this ack is sent only after Kafka confirmed every record of the frame.
                     await self._send_text(item.ack)
@@ -384,15 +430,26 @@ class AgentSession:
             except asyncio.QueueFull:
                 self.runtime.fail_command(request, "the agent is not reading its socket")
                 continue
-            handle = asyncio.get_running_loop().call_later(
-                request.timeout_seconds, self._expire_active, request.command_id
-            )
-            self._active[request.command_id] = _Active(request, handle)
+            loop = asyncio.get_running_loop()
+            expires_at = loop.time() + request.timeout_seconds
+            handle = loop.call_at(expires_at, self._expire_active, request.command_id)
+            self._active[request.command_id] = _Active(request, handle, expires_at)
             self.runtime.metrics.commands.labels("delivered").inc()
 
     def _expire_active(self, command_id: uuid.UUID) -> None:
         active = self._active.get(command_id)
         if active is None or active.timed_out:
+            return
+        if active.storing:
+            # Its answer is with Kafka: the delivery decides (stored, or a `retry` and a wait for
+            # the resend, which arms this timer again).
+            return
+        if active.answered_at is not None:
+            # The agent answered (so it is not running it any more), Kafka did not confirm the
+            # answer and the agent did not send it again in time: a result all the same.
+            del self._active[command_id]
+            self.runtime.fail_command(active.request, NOT_RESENT)
+            self._pump()
             return
         self.runtime.fail_command(active.request, "timed out waiting for the agent's answer")
         if self.dialect == "legacy":
@@ -403,7 +460,39 @@ class AgentSession:
         del self._active[command_id]
         self._pump()
 
-    def _result_of(self, frame: wire.AgentFrame, now: datetime) -> CommandResult | None:
+    def _stored(self, command_id: uuid.UUID) -> None:
+        """Kafka confirmed an answer of the command: that is its result, the command is done."""
+        active = self._active.get(command_id)
+        if active is None or active.timed_out:
+            return
+        del self._active[command_id]
+        active.handle.cancel()
+        self._pump()
+
+    def _not_stored(self, command_id: uuid.UUID, delivery: Delivery) -> None:
+        """Kafka did not confirm an answer in time: the agent gets a `retry` error and the command
+        waits for its resend. Should Kafka confirm it later after all, it counts as stored."""
+        active = self._active.get(command_id)
+        if active is None:
+            return
+        with contextlib.suppress(ValueError):
+            active.storing.remove(delivery)
+        active.given_up.append(delivery)
+        delivery.on_confirmed(lambda: self._stored(command_id))
+        if not active.storing:
+            self._wait_for_resend(active)
+
+    def _wait_for_resend(self, active: _Active) -> None:
+        # Until the command's own timeout, and at least `command_resend_grace` from now: a timeout
+        # that passed while Kafka was waited for must not refuse the resend it asks for.
+        loop = asyncio.get_running_loop()
+        active.handle.cancel()
+        at = max(active.expires_at, loop.time() + self.settings.command_resend_grace)
+        active.handle = loop.call_at(at, self._expire_active, active.request.command_id)
+
+    def _answer_of(self, frame: wire.AgentFrame, now: datetime) -> tuple[_Active, CommandResult, bool] | None:
+        """The command a reply answers, its result, and whether it is the first answer (not a
+        resend); None for a reply no command waits for."""
         if isinstance(frame, wire.CommandResponseFrame | wire.DockerResponseFrame):
             command_id: uuid.UUID | None = frame.command_id
         else:
@@ -412,15 +501,25 @@ class AgentSession:
                 command_id = uuid.UUID(request_id) if request_id else None
             except ValueError:
                 command_id = None
-        active = self._active.pop(command_id, None) if command_id is not None else None
+        active = self._active.get(command_id) if command_id is not None else None
         if active is None or command_id is None:
             return None
-        active.handle.cancel()
-        self._pump()
         if active.timed_out:
+            del self._active[command_id]
+            active.handle.cancel()
+            self._pump()
             self.runtime.metrics.commands.labels("late_reply").inc()
             return None  # already answered as timed out: one result per command
-        base = {"command_id": command_id, "server_id": self.server_id, "finished_at": now}
+        # Not popped: the command stays active until Kafka confirmed its answer (`_stored`).
+        first = active.answered_at is None
+        if active.answered_at is None:
+            active.answered_at = now
+        result = self._result_of(frame, active, active.answered_at)
+        return None if result is None else (active, result, first)
+
+    def _result_of(self, frame: wire.AgentFrame, active: _Active, now: datetime) -> CommandResult | None:
+        # `now` is the first answer's time: a resent answer gives the same result, byte for byte.
+        base = {"command_id": active.request.command_id, "server_id": self.server_id, "finished_at": now}
         match frame:
             case wire.CommandResponseFrame():
                 return CommandResult(
@@ -462,18 +561,24 @@ class AgentSession:
                 )
         return None
 
-    def end(self, reason: str) -> list[CommandRequest]:
-        """Stop taking commands; returns those still waiting or unanswered (to be failed)."""
+    def end(self, reason: str) -> list[Unanswered]:
+        """Stop taking commands; returns those still waiting or undecided (to be failed, unless
+        Kafka confirms an answer that was on its way)."""
         self._ended = True
         for handle in self._expiries.values():
             handle.cancel()
         self._expiries.clear()
-        left = list(self._waiting)
+        left = [Unanswered(request, NOT_ANSWERED) for request in self._waiting]
         self._waiting.clear()
         for active in self._active.values():
             active.handle.cancel()
-            if not active.timed_out:
-                left.append(active.request)
+            if active.timed_out:
+                continue
+            if active.answered_at is None:
+                left.append(Unanswered(active.request, NOT_ANSWERED))
+            else:
+                pending = (*active.storing, *active.given_up)  # any of them may still be confirmed
+                left.append(Unanswered(active.request, NOT_STORED, pending))
         self._active.clear()
         return left
 

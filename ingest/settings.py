@@ -61,6 +61,10 @@ class IngestSettings(BaseSettings):
 
     # Commands.
     command_queue: int = Field(default=32, ge=1)  # commands waiting for one socket, at most
+    # An answer Kafka did not confirm gets a `retry` error: the command waits for the agent's
+    # resend until its own timeout, and at least this many seconds after that error (longer than
+    # `produce_timeout`, so an answer Kafka confirms late is seen before the command is failed).
+    command_resend_grace: float = Field(default=10.0, gt=0)
     presence_interval: float = Field(default=5.0, gt=0)  # refresh of agent_connections.seen_at
     key_recheck_interval: float = Field(default=30.0, gt=0)  # re-verify held sockets' keys
 

@@ -130,7 +130,6 @@ async def answer_refused(ws: ClientConnection, request: CommandRequest, dialect:
     assert reply.get("seq") == (None if dialect == "legacy" else 2)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the command is popped before its answer is stored")
 @pytest.mark.parametrize("dialect", ["seed", "legacy"])
 async def test_an_answer_kafka_did_not_take_is_stored_when_the_agent_resends_it(
     stack: Stack, dialect: str
@@ -169,7 +168,6 @@ async def test_an_answer_kafka_did_not_take_is_stored_when_the_agent_resends_it(
         await ws.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the command is popped before its answer is stored")
 async def test_an_answer_never_resent_still_gets_the_commands_failure_result(stack: Stack) -> None:
     settings = make_settings(stack.common, produce_timeout=2.0, command_resend_grace=3.0)
     async with RunningIngest(settings) as running:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import orjson
 import pytest
 
 from ingest.errors import BrokerUnavailable
@@ -178,7 +179,6 @@ def retry_frame(dialect: str) -> dict[str, Any]:
     return {"type": "error", "code": "retry", "retry": True, "seq": None if dialect == "legacy" else 2}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the command is popped before its answer is stored")
 @pytest.mark.parametrize("dialect", ["seed", "legacy"])
 async def test_an_answer_kafka_did_not_confirm_is_stored_when_the_agent_resends_it(dialect: str) -> None:
     async with Agent(dialect, produce_timeout=0.3) as agent:
@@ -209,7 +209,6 @@ async def test_an_answer_kafka_did_not_confirm_is_stored_when_the_agent_resends_
         assert agent.failed == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the command is popped before its answer is stored")
 @pytest.mark.parametrize("dialect", ["seed", "legacy"])
 async def test_an_answer_never_resent_still_gets_the_commands_failure_result(dialect: str) -> None:
     async with Agent(dialect, produce_timeout=0.2, command_resend_grace=0.3) as agent:
@@ -227,7 +226,6 @@ async def test_an_answer_never_resent_still_gets_the_commands_failure_result(dia
         await agent.command(shell_command())
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: the command is popped before its answer is stored")
 async def test_the_resend_grace_outlasts_a_timeout_that_passed_while_kafka_was_waited_for() -> None:
     async with Agent("seed", produce_timeout=0.6, command_resend_grace=5) as agent:
         request = shell_command(timeout=0.2)  # passes while the answer's delivery is awaited
@@ -241,3 +239,127 @@ async def test_the_resend_grace_outlasts_a_timeout_that_passed_while_kafka_was_w
         assert await agent.next_sent() == {"type": "ack", "seq": 2}
         await asyncio.sleep(0.3)
         assert agent.failed == []
+
+
+async def test_a_timeout_during_the_delivery_waits_for_its_outcome() -> None:
+    async with Agent("seed", produce_timeout=5) as agent:
+        request = shell_command(timeout=0.2)
+        await agent.command(request)
+        delivery = await agent.reply(request)
+        await asyncio.sleep(0.5)  # the command's timeout passes while Kafka has its answer
+        assert agent.failed == []
+        delivery.confirmed.set_result(None)
+        assert await agent.next_sent() == {"type": "ack", "seq": 2}
+        await asyncio.sleep(0.3)
+        assert agent.failed == []
+        assert len(agent.producer.results()) == 1
+
+
+async def test_a_late_confirmation_counts_as_stored() -> None:
+    async with Agent("seed", produce_timeout=0.2, command_resend_grace=0.5) as agent:
+        request = shell_command(timeout=0.3)
+        await agent.command(request)
+        delivery = await agent.reply(request)
+        assert (await agent.next_sent())["code"] == "retry"
+        delivery.confirmed.set_result(None)  # Kafka had it after all, after the wait gave up
+        await asyncio.sleep(1.0)
+        assert agent.failed == []  # stored: no failure result overwrites the agent's answer
+        # Its resend has nothing left to store: acknowledged, not produced again.
+        agent.socket.feed(answer("seed", request))
+        assert await agent.next_sent() == {"type": "ack", "seq": 2}
+        assert len(agent.producer.results()) == 1
+
+
+async def test_a_disconnect_hands_the_unconfirmed_answer_over_instead_of_failing_it() -> None:
+    async with Agent("seed", produce_timeout=5) as agent:
+        request = shell_command()
+        waiting = shell_command()
+        await agent.command(request)
+        await agent.command(waiting)
+        delivery = await agent.reply(request)
+        left = agent.session.end("test over")
+        by_id = {u.request.command_id: u for u in left}
+        assert by_id[request.command_id].pending == (cast(Any, delivery),)
+        assert by_id[request.command_id].error == "agent disconnected before its answer was stored"
+        assert by_id[waiting.command_id].pending == ()
+        assert by_id[waiting.command_id].error == "agent disconnected before answering"
+        delivery.confirmed.set_result(None)
+
+
+async def test_the_runtime_fails_a_handed_over_command_only_if_kafka_never_confirmed() -> None:
+    from ingest.runtime import Runtime
+    from ingest.settings import IngestSettings
+    from schemas.settings import CommonSettings
+
+    settings = IngestSettings(
+        common=CommonSettings(key_pepper="p" * 40, jwt_secret="j" * 40), produce_timeout=0.2
+    )
+    runtime = Runtime(settings, IngestMetrics())
+    sent: list[bytes] = []
+
+    async def send(records: list[tuple[str, bytes, bytes]], within: float) -> None:
+        sent.extend(value for _, _, value in records)
+
+    await runtime.producer.stop()  # never started: the fake below sends instead
+    runtime.producer = cast(Any, type("P", (), {"send": staticmethod(send)}))
+    confirmed, lost = Delivery(), Delivery()
+    confirmed.confirmed.set_result(None)
+    stored: Any = confirmed
+    kept, dropped = shell_command(), shell_command()
+    runtime.fail_command(kept, "agent disconnected before its answer was stored", unless_stored=(stored,))
+    runtime.fail_command(
+        dropped, "agent disconnected before its answer was stored", unless_stored=(cast(Any, lost),)
+    )
+    async with asyncio.timeout(10):
+        while runtime._publishes:
+            await asyncio.sleep(0.05)
+    [only] = [COMMAND_RESULT.validate_json(value) for value in sent]
+    assert only.command_id == dropped.command_id and only.success is False
+    assert orjson.loads(sent[0])["error"] == "agent disconnected before its answer was stored"
+
+
+async def test_the_producers_delivery_reports_a_confirmation_after_its_wait_gave_up() -> None:
+    from aiokafka.errors import KafkaTimeoutError
+
+    from ingest.producer import Delivery as KafkaDelivery
+
+    loop = asyncio.get_running_loop()
+    first, second = loop.create_future(), loop.create_future()
+    delivery = KafkaDelivery([first, second], 0.0, IngestMetrics())
+    with pytest.raises(BrokerUnavailable):
+        await delivery.wait(0.05)
+    calls: list[str] = []
+    delivery.on_confirmed(lambda: calls.append("confirmed"))
+    first.set_result(None)
+    await asyncio.sleep(0)
+    assert calls == []  # one record of the frame is still unconfirmed
+    second.set_result(None)
+    await asyncio.sleep(0)
+    assert calls == ["confirmed"]
+
+    failing = KafkaDelivery([loop.create_future(), loop.create_future()], 0.0, IngestMetrics())
+    failing.on_confirmed(lambda: calls.append("wrong"))
+    failing._futures[0].set_exception(KafkaTimeoutError())
+    failing._futures[0].exception()
+    failing._futures[1].set_result(None)
+    await asyncio.sleep(0)
+    assert calls == ["confirmed"]  # a record failed: never reported as stored
+
+
+def test_the_resend_grace_is_a_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from ingest.settings import IngestSettings
+    from schemas.settings import CommonSettings
+
+    common = CommonSettings(key_pepper="p" * 40, jwt_secret="j" * 40)
+    monkeypatch.delenv("FLEETPULSE_INGEST_COMMAND_RESEND_GRACE", raising=False)
+    monkeypatch.delenv("FLEETPULSE_INGEST_PRODUCE_TIMEOUT", raising=False)
+    defaults = IngestSettings(common=common)
+    # Longer than Kafka's own wait: an answer confirmed late is seen before the command is failed.
+    assert defaults.command_resend_grace == 10.0 > defaults.produce_timeout
+    monkeypatch.setenv("FLEETPULSE_INGEST_COMMAND_RESEND_GRACE", "2.5")
+    assert IngestSettings(common=common).command_resend_grace == 2.5
+    monkeypatch.setenv("FLEETPULSE_INGEST_COMMAND_RESEND_GRACE", "0")
+    with pytest.raises(ValidationError):
+        IngestSettings(common=common)

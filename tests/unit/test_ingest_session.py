@@ -243,4 +243,5 @@ async def test_commands_wait_for_the_dialect_and_the_queue_is_bounded() -> None:
     ]
     assert socket.sent == []
     left = session.end("test over")
-    assert [r.command_id for r in left] == [r.command_id for r in requests[:2]]
+    assert [u.request.command_id for u in left] == [r.command_id for r in requests[:2]]
+    assert {(u.error, u.pending) for u in left} == {("agent disconnected before answering", ())}
