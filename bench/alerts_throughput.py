@@ -27,8 +27,10 @@ the in-process evaluation, and of the worker process (from /proc, over the sampl
 between its first batch and the end); `worker_per_core` is 1e6 / the worker's µs, what one worker
 would do on a core of its own.
 
-Figures are medians of `--runs` runs, ratios medians of the per-run ratios; `--json` writes the
-result in the shape of bench/README.md.
+Both the in-process evaluation and the worker run with the collector settings of
+`stream_processors/alerts/runtime.py` (the worker's `gc_gen0_threshold`), so that the ratio
+compares the same Python. Figures are medians of `--runs` runs, ratios medians of the per-run
+ratios; `--json` writes the result in the shape of bench/README.md.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ from schemas import topics
 from schemas.alerts import ALERT_EVENT, AlertRule
 from schemas.canonical import METRIC_SAMPLE, DiskSample, InterfaceSample, MetricSample, utcnow
 from stream_processors.alerts.engine import ServerStates, evaluate_batch
+from stream_processors.alerts.runtime import tune_gc
+from stream_processors.alerts.settings import AlertSettings
 from tests.support.alerts import T0, Bus, new_env, wait_for
 from tests.support.topics import delete_topics, read_from_beginning
 
@@ -335,6 +339,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="runs of each measurement (medians)")
     parser.add_argument("--json", metavar="PATH", help="write the result as JSON (bench/README.md)")
     args = parser.parse_args()
+    # The in-process evaluation under the collector settings the worker runs with (runtime.py).
+    tune_gc(AlertSettings().gc_gen0_threshold)
     owner = uuid.uuid4()
     servers = [uuid.uuid4() for _ in range(args.servers)]
     rules = {s: rules_for(s, owner) for s in servers}

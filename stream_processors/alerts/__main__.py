@@ -11,6 +11,7 @@ import sys
 
 from schemas.settings import CommonSettings
 
+from .runtime import tune_gc
 from .service import create_alert_app
 from .settings import AlertSettings
 
@@ -19,6 +20,7 @@ def main() -> None:
     common = CommonSettings()
     settings = AlertSettings()
     app = create_alert_app(common, settings, app_id=settings.worker_app_id, web_port=settings.worker_web_port)
+    tune_gc(settings.gc_gen0_threshold)  # after the imports and the app: they are frozen
     # faust's own CLI parses sys.argv: run a worker unless a faust subcommand was given.
     if len(sys.argv) == 1:
         sys.argv.append("worker")

@@ -50,6 +50,10 @@ class AlertSettings(BaseSettings):
     shutdown_timeout_seconds: float = Field(default=15.0, gt=0, le=600)
     # The notifier's batches (alert events read from the alerts topic).
     sink_batch_max_records: int = Field(default=500, ge=1, le=10_000)
+    # The alerting-only worker's garbage collector (`runtime.py`): what is loaded at start is
+    # frozen and the first generation is collected after this many net allocations; 0 keeps
+    # Python's defaults (700).
+    gc_gen0_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
     # The alerting-only worker (`python -m stream_processors.alerts`) and rules-as-code workers.
     worker_app_id: str = "fleetpulse-alerts"
     worker_web_port: int = Field(default=6067, ge=0, le=65535)
