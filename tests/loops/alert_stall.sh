@@ -27,7 +27,7 @@ failed=0
 began=$(date +%s)
 for i in $(seq 1 "$runs"); do
   start=$(date +%s)
-  if CI=true timeout 900 .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_alert_restart.py \
+  if CI=true timeout 1800 .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration/test_alert_restart.py \
       ${only:+-k "$only"} --basetemp "$logs/run-$i" --junitxml "$logs/run-$i.xml" >"$logs/run-$i.log" 2>&1; then
     echo "run $i/$runs passed in $(( $(date +%s) - start )) s: $(tail -n 1 "$logs/run-$i.log")"
   else

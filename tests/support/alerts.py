@@ -303,12 +303,21 @@ class Sentinel:
         await wait_for(f"sentinel at {seconds}s", seen, within=within, workers=workers)
 
 
-async def rules_loaded(workers: Sequence[Worker], *rules: AlertRule | Sentinel) -> None:
-    """Wait until every worker evaluates these rules (rules travel apart from samples)."""
+# How long a worker process may take to start and read the rules topic: its Python imports alone
+# took 93 s on the 2-core machine at a load average of 34 (alert stall loop, 3 December). A start
+# is not a stall: the waits that follow, on samples being evaluated, keep their own limits.
+START_SECONDS = 300.0
+
+
+async def rules_loaded(
+    workers: Sequence[Worker], *rules: AlertRule | Sentinel, within: float = START_SECONDS
+) -> None:
+    """Wait until every worker evaluates these rules (rules travel apart from samples); for a
+    worker just started, this is also the wait for its process to be up."""
     ids = {r.rule.rule_id if isinstance(r, Sentinel) else r.rule_id for r in rules}
     for worker in workers:
         probe = functools.partial(worker.has_rules, ids)
-        await wait_for(f"rules loaded on {worker.log_path.name}", probe, workers=[worker])
+        await wait_for(f"rules loaded on {worker.log_path.name}", probe, workers=[worker], within=within)
 
 
 async def group_members(bootstrap: str, group: str) -> int:
