@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from schemas.alerts import AlertEvent, AlertRule
 from schemas.canonical import MetricSample
@@ -23,14 +23,31 @@ from .evaluation import RuleSpec, State, evaluate_sample, evaluate_silence, new_
 class Episode(BaseModel):
     """One episode the rule would have produced."""
 
-    episode_id: uuid.UUID
-    server_id: uuid.UUID
-    subject: str | None
-    started_at: datetime
-    fired_at: datetime
-    fired_value: float | None
-    resolved_at: datetime | None  # None: still firing at the end of the range
-    resolved_value: float | None
+    episode_id: uuid.UUID = Field(
+        description="the id the live engine gives the same episode",
+        examples=["9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"],
+    )
+    server_id: uuid.UUID = Field(description="the server", examples=["3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65"])
+    subject: str | None = Field(
+        description="the mount or interface of a disk or network episode; null for the others",
+        examples=[None],
+    )
+    started_at: datetime = Field(
+        description="when the condition began to hold (UTC)", examples=["2026-01-01T11:55:00Z"]
+    )
+    fired_at: datetime = Field(
+        description="when it would have fired (UTC)", examples=["2026-01-01T12:00:00Z"]
+    )
+    fired_value: float | None = Field(
+        description="the value that fired it; null for no_data", examples=[93.5]
+    )
+    resolved_at: datetime | None = Field(
+        description="when it would have resolved (UTC); null: still firing at the end of the range",
+        examples=[None],
+    )
+    resolved_value: float | None = Field(
+        description="the value that resolved it; null while firing, or for no_data", examples=[None]
+    )
 
 
 def replay(

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
-from schemas.bounds import STORABLE, UtcDatetime, storable_text
+from schemas.bounds import INT4_MAX, INT4_MIN, NAME, OUTPUT, STORABLE, UtcDatetime, storable_text
 
 # --- the shared input types: every REST input is one of these, or bounded where declared ---------
 
@@ -78,20 +78,42 @@ Metadata = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 """A server's free-form JSON metadata."""
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), STORABLE]
+TEXT_MAX = 200  # a name or label
+EMAIL_MAX = 320  # RFC 3696's longest address
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+TOKEN_MAX = 4096
+HOST_MAX = 255  # a DNS name's longest
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TEXT_MAX), STORABLE]
 Email = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
+    StringConstraints(strip_whitespace=True, max_length=EMAIL_MAX, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
     STORABLE,
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256), STORABLE]
+Password = Annotated[str, StringConstraints(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX), STORABLE]
 ShareRole = Literal["viewer", "operator", "owner"]
 ServerStatus = Literal["online", "offline", "stale", "unknown"]
 # A server's tag: a short label without spaces or commas ("prod", "eu-west", "team:db").
+TAG_MAX = 64
 Tag = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\s,]+$"), STORABLE
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=TAG_MAX, pattern=r"^[^\s,]+$"),
+    STORABLE,
 ]
 MAX_TAGS = 32
+
+# Values the field examples share, so the examples of one answer agree with each other.
+EXAMPLE_SERVER = "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65"
+EXAMPLE_USER = "8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84"
+EXAMPLE_KEY = "c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1"
+EXAMPLE_RULE = "5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e"
+EXAMPLE_EPISODE = "9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b"
+EXAMPLE_COMMAND = "0d1c2b3a-4f5e-4d6c-9b7a-8f9e0d1c2b3a"
+EXAMPLE_CHANNEL = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d"
+EXAMPLE_TIME = "2026-01-01T12:00:00Z"
+EXAMPLE_EMAIL = "ada@example.com"
+EXAMPLE_PASSWORD = "correct horse battery"  # noqa: S105 - an example in the documentation
 
 
 T = TypeVar("T")
@@ -100,7 +122,7 @@ T = TypeVar("T")
 class Page(BaseModel, Generic[T]):
     """One page of a list."""
 
-    items: list[T] = Field(description="this page's items, in the list's order")
+    items: list[T] = Field(description="this page's items, in the list's order (at most `limit`)")
     next_cursor: str | None = Field(
         description="pass it back as `cursor` for the next page; null when this page is the last",
         examples=["WyJzZXJ2ZXJzIiwiMjAyNi0wMS0wMVQwMDowMDowMCswMDowMCIsIjNmMGMiXQ.c2lnbmF0dXJl"],
@@ -133,32 +155,50 @@ class UserOut(BaseModel):
         },
     )
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(examples=[EXAMPLE_USER])
     """the user's id"""
-    email: str
+    email: str = Field(examples=[EXAMPLE_EMAIL])
     """the e-mail address, unique (case-insensitive); logging in uses it"""
-    username: str
+    username: str = Field(examples=["ada"])
     """the user name, unique (case-insensitive)"""
-    full_name: str | None
-    """the name to show, if given"""
-    is_active: bool
+    full_name: str | None = Field(examples=["Ada Lovelace", None])
+    """the name to show; null when none was given"""
+    is_active: bool = Field(examples=[True])
     """false: the account may not log in"""
-    created_at: datetime
-    """when the account was registered"""
+    created_at: datetime = Field(examples=[EXAMPLE_TIME])
+    """when the account was registered (UTC)"""
 
 
 class RegisterIn(_In):
-    email: Email
+    """A new account; the answer logs it in."""
+
+    email: Email = Field(
+        description=f"the e-mail address to log in with, at most {EMAIL_MAX} characters, unique "
+        "(case-insensitive)",
+        examples=[EXAMPLE_EMAIL],
+    )
     username: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=2, max_length=64, pattern=r"^[\w.@+-]+$"),
         STORABLE,
-    ]
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), STORABLE] | None = (
-        None
+    ] = Field(
+        description="a user name, unique (case-insensitive): letters, digits and `.@+-_`",
+        examples=["ada"],
     )
-    password: Password
-    password_confirm: Password
+    full_name: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=TEXT_MAX), STORABLE] | None
+    ) = Field(
+        default=None,
+        description=f"the name to show, at most {TEXT_MAX} characters; null or left out: none",
+        examples=["Ada Lovelace"],
+    )
+    password: Password = Field(
+        description=f"{PASSWORD_MIN} to {PASSWORD_MAX} characters; stored as a hash only",
+        examples=[EXAMPLE_PASSWORD],
+    )
+    password_confirm: Password = Field(
+        description="the password again; a 422 when the two differ", examples=[EXAMPLE_PASSWORD]
+    )
 
     @model_validator(mode="after")
     def _confirm(self) -> RegisterIn:
@@ -168,17 +208,35 @@ class RegisterIn(_In):
 
 
 class LoginIn(_In):
-    email: Annotated[str, StringConstraints(max_length=320), STORABLE]
-    password: Annotated[str, StringConstraints(max_length=256), STORABLE]
+    """A login with e-mail and password (the JSON form of `POST /auth/login`)."""
+
+    email: Annotated[str, StringConstraints(max_length=EMAIL_MAX), STORABLE] = Field(
+        description="the account's e-mail address (case-insensitive)", examples=[EXAMPLE_EMAIL]
+    )
+    password: Annotated[str, StringConstraints(max_length=PASSWORD_MAX), STORABLE] = Field(
+        description="the account's password", examples=[EXAMPLE_PASSWORD]
+    )
 
 
 class RefreshIn(_In):
-    refresh_token: Annotated[str, StringConstraints(max_length=4096), STORABLE]
+    """A refresh token to exchange (or, at logout, to revoke)."""
+
+    refresh_token: Annotated[str, StringConstraints(max_length=TOKEN_MAX), STORABLE] = Field(
+        description="the `refresh_token` of the last Token answer; usable once (they rotate)",
+        examples=["eyJhbGciOiJIUzI1NiJ9.e30.sig2"],
+    )
 
 
 class PasswordChangeIn(_In):
-    current_password: Annotated[str, StringConstraints(max_length=256), STORABLE]
-    new_password: Password
+    """A password change: every refresh token of the account is revoked."""
+
+    current_password: Annotated[str, StringConstraints(max_length=PASSWORD_MAX), STORABLE] = Field(
+        description="the password in use now", examples=[EXAMPLE_PASSWORD]
+    )
+    new_password: Password = Field(
+        description=f"the new password, {PASSWORD_MIN} to {PASSWORD_MAX} characters",
+        examples=["a longer passphrase, 2026"],
+    )
 
 
 class Token(BaseModel):
@@ -206,14 +264,14 @@ class Token(BaseModel):
         },
     )
 
-    access_token: str
+    access_token: str = Field(examples=["eyJhbGciOiJIUzI1NiJ9.e30.sig"])
     """an HS256 JWT for `Authorization: Bearer`, valid `expires_in` seconds"""
-    refresh_token: str
+    refresh_token: str = Field(examples=["eyJhbGciOiJIUzI1NiJ9.e30.sig2"])
     """exchanged once for a new Token at `POST /auth/refresh` (they rotate)"""
-    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
+    token_type: Literal["bearer"] = Field(default="bearer", examples=["bearer"])
     """always `bearer`"""
-    expires_in: int
-    """seconds until the access token expires"""
+    expires_in: int = Field(examples=[900])
+    """seconds until the access token expires (the API's `access_token_minutes` setting)"""
     user: UserOut
     """the user the tokens are for"""
 
@@ -226,12 +284,31 @@ def _unique_tags(tags: list[str] | None) -> list[str] | None:
     return None if tags is None else list(dict.fromkeys(tags))
 
 
+Host = Annotated[str, StringConstraints(strip_whitespace=True, max_length=HOST_MAX), STORABLE]
+
+_SERVER_NAME = f"the server's name, 1 to {TEXT_MAX} characters"
+_HOST = (
+    f"its address (a host name or an IP, at most {HOST_MAX} characters), informational only: the agent "
+    "connects out"
+)
+_PORT = "a port, informational (1 to 65535)"
+_METADATA = f"any JSON object, at most {METADATA_ITEMS} values nested at most {METADATA_DEPTH} deep"
+_TAGS = (
+    f"labels to filter by, at most {MAX_TAGS} of at most {TAG_MAX} characters each, no spaces or commas; "
+    "kept once each, in order"
+)
+
+
 class ServerIn(_In):
-    name: Text
-    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), STORABLE] | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    metadata: Metadata = Field(default_factory=dict)
-    tags: list[Tag] = Field(default_factory=list, max_length=MAX_TAGS)
+    """A server to add; its agent then needs an API key (`POST /api-keys`)."""
+
+    name: Text = Field(description=_SERVER_NAME, examples=["web-1"])
+    host: Host | None = Field(default=None, description=f"{_HOST}; null: none", examples=["10.0.0.12"])
+    port: int | None = Field(default=None, ge=1, le=65535, description=f"{_PORT}; null: none", examples=[22])
+    metadata: Metadata = Field(default_factory=dict, description=_METADATA, examples=[{"rack": "b2"}])
+    tags: list[Tag] = Field(
+        default_factory=list, max_length=MAX_TAGS, description=_TAGS, examples=[["prod", "eu"]]
+    )
 
     @model_validator(mode="after")
     def _dedupe(self) -> ServerIn:
@@ -240,11 +317,20 @@ class ServerIn(_In):
 
 
 class ServerUpdate(_In):
-    name: Text | None = None
-    host: Annotated[str, StringConstraints(strip_whitespace=True, max_length=255), STORABLE] | None = None
-    port: int | None = Field(default=None, ge=1, le=65535)
-    metadata: Metadata | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)  # replaces the list; [] clears
+    """The fields to change; a field left out or null stays as it is."""
+
+    name: Text | None = Field(default=None, description=_SERVER_NAME, examples=["web-1"])
+    host: Host | None = Field(default=None, description=_HOST, examples=["10.0.0.12"])
+    port: int | None = Field(default=None, ge=1, le=65535, description=_PORT, examples=[22])
+    metadata: Metadata | None = Field(
+        default=None, description=f"replaces the metadata: {_METADATA}", examples=[{"rack": "b3"}]
+    )
+    tags: list[Tag] | None = Field(
+        default=None,
+        max_length=MAX_TAGS,
+        description=f"replaces the list ([] clears it): {_TAGS}",
+        examples=[["prod"]],
+    )
 
     @model_validator(mode="after")
     def _dedupe(self) -> ServerUpdate:
@@ -278,44 +364,67 @@ class ServerOut(BaseModel):
         },
     )
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(examples=[EXAMPLE_SERVER])
     """the server's id"""
-    name: str
+    name: str = Field(examples=["web-1"])
     """the name given to it"""
-    host: str | None
-    """its address, informational"""
-    port: int | None
-    """a port, informational"""
-    metadata: dict[str, Any]
-    """any JSON object its owner attached"""
-    tags: list[str]
+    host: str | None = Field(examples=["10.0.0.12", None])
+    """its address, informational; null: none given"""
+    port: int | None = Field(examples=[22, None])
+    """a port, informational; null: none given"""
+    metadata: dict[str, Any] = Field(examples=[{"rack": "b2"}])
+    """any JSON object its owner attached ({} when none)"""
+    tags: list[str] = Field(examples=[["prod", "eu"]])
     """labels to filter by (`GET /servers?tag=`, `GET /fleet?tag=`)"""
-    status: ServerStatus
+    status: ServerStatus = Field(examples=["online"])
     """online while its agent reports, offline or stale after, unknown before the first report"""
-    last_seen: datetime | None
-    """the last time its agent was heard; null if never"""
-    created_at: datetime
-    """when it was added"""
-    updated_at: datetime
-    """when it was last changed"""
-    role: Literal["owner", "operator", "viewer"]
+    last_seen: datetime | None = Field(examples=[EXAMPLE_TIME, None])
+    """the last time its agent was heard (UTC); null if never"""
+    created_at: datetime = Field(examples=[EXAMPLE_TIME])
+    """when it was added (UTC)"""
+    updated_at: datetime = Field(examples=[EXAMPLE_TIME])
+    """when it was last changed (UTC)"""
+    role: Literal["owner", "operator", "viewer"] = Field(examples=["owner"])
     """the caller's role on this server"""
-    commands_enabled: bool
+    commands_enabled: bool = Field(examples=[False])
     """whether remote commands may run on it (off until an owner turns them on)"""
-    command_allowlist: list[str]
+    command_allowlist: list[str] = Field(examples=[["uptime", "systemctl status .*"]])
     """patterns a command must match in full (empty: any command, once enabled)"""
 
 
+ALLOWLIST_MAX = 100
+PATTERN_MAX = 500
+
+
 class CommandSettingsIn(_In):
-    commands_enabled: bool
-    command_allowlist: list[Annotated[str, StringConstraints(min_length=1, max_length=500), STORABLE]] = (
-        Field(default_factory=list, max_length=100)
+    """The remote-command switch of a server (owner only; audited)."""
+
+    commands_enabled: bool = Field(
+        description="true: the server's operators and owners may run commands on it", examples=[True]
+    )
+    command_allowlist: list[
+        Annotated[str, StringConstraints(min_length=1, max_length=PATTERN_MAX), STORABLE]
+    ] = Field(
+        default_factory=list,
+        max_length=ALLOWLIST_MAX,
+        description=f"regular expressions a command must match in full, at most {ALLOWLIST_MAX} of at "
+        f"most {PATTERN_MAX} characters; empty or left out: any command",
+        examples=[["uptime", "systemctl status .*"]],
     )
 
 
 class ShareIn(_In):
-    email: Annotated[str, StringConstraints(max_length=320), STORABLE]
-    role: ShareRole
+    """Share a server with another user (owner only)."""
+
+    email: Annotated[str, StringConstraints(max_length=EMAIL_MAX), STORABLE] = Field(
+        description="the e-mail address of a registered user (case-insensitive)",
+        examples=["grace@example.com"],
+    )
+    role: ShareRole = Field(
+        description="what they may do: viewer (read), operator (also commands and alerts), owner "
+        "(everything)",
+        examples=["viewer"],
+    )
 
 
 class ShareOut(BaseModel):
@@ -337,18 +446,18 @@ class ShareOut(BaseModel):
         },
     )
 
-    server_id: uuid.UUID
+    server_id: uuid.UUID = Field(examples=[EXAMPLE_SERVER])
     """the shared server"""
-    user_id: uuid.UUID
+    user_id: uuid.UUID = Field(examples=[EXAMPLE_USER])
     """the user it is shared with"""
-    email: str
+    email: str = Field(examples=[EXAMPLE_EMAIL])
     """that user's e-mail address"""
-    username: str
+    username: str = Field(examples=["ada"])
     """that user's name"""
-    role: ShareRole
+    role: ShareRole = Field(examples=["viewer"])
     """what the user may do: owner (everything), operator (also commands and alerts), viewer (read)"""
-    created_at: datetime
-    """when it was shared"""
+    created_at: datetime = Field(examples=[EXAMPLE_TIME])
+    """when it was shared (UTC)"""
 
 
 class ServerPage(Page[ServerOut]):
@@ -365,38 +474,71 @@ class SharePage(Page[ShareOut]):
 class SparkOut(BaseModel):
     """1-minute averages from `start`, one point per `step_seconds`; null where a minute had no data."""
 
-    start: datetime
-    step_seconds: int
-    cpu_percent: list[float | None]
-    memory_percent: list[float | None]
+    start: datetime = Field(description="the first point's minute (UTC)", examples=["2026-01-01T11:45:00Z"])
+    step_seconds: int = Field(description="seconds between two points (60)", examples=[60])
+    cpu_percent: list[float | None] = Field(
+        description="CPU use in percent (0 to 100), one per step, oldest first; null: no sample that minute",
+        examples=[[12.5, 14.0, None, 13.2]],
+    )
+    memory_percent: list[float | None] = Field(
+        description="memory use in percent (0 to 100), one per step, oldest first; null: no sample that "
+        "minute",
+        examples=[[41.0, 41.2, None, 41.5]],
+    )
 
 
 class FleetAlertsOut(BaseModel):
-    firing: int
-    max_severity: Literal["info", "warning", "critical"] | None
+    """The server's firing alerts."""
+
+    firing: int = Field(description="how many of its alert episodes are firing now", examples=[1])
+    max_severity: Literal["info", "warning", "critical"] | None = Field(
+        description="the highest severity among them; null when none fires", examples=["critical", None]
+    )
 
 
 class FleetServerOut(BaseModel):
-    server_id: uuid.UUID
-    name: str
-    tags: list[str]
-    role: ShareRole
-    status: ServerStatus
-    last_seen: datetime | None
-    # The newest stored sample (all null when the server never sent one).
-    sample_time: datetime | None
-    cpu_percent: float | None
-    memory_percent: float | None
-    disk_percent: float | None  # the fullest disk of that sample
-    disk_mount: str | None
-    spark: SparkOut
-    alerts: FleetAlertsOut
+    """One server of the fleet page, with its newest figures."""
+
+    server_id: uuid.UUID = Field(description="the server's id", examples=[EXAMPLE_SERVER])
+    name: str = Field(description="its name", examples=["web-1"])
+    tags: list[str] = Field(description="its labels", examples=[["prod", "eu"]])
+    role: ShareRole = Field(description="the caller's role on it", examples=["owner"])
+    status: ServerStatus = Field(
+        description="online while its agent reports, offline or stale after, unknown before the first report",
+        examples=["online"],
+    )
+    last_seen: datetime | None = Field(
+        description="the last time its agent was heard (UTC); null if never", examples=[EXAMPLE_TIME]
+    )
+    sample_time: datetime | None = Field(
+        description="the time of its newest stored sample (UTC); this and the figures below are null "
+        "when it never sent one",
+        examples=[EXAMPLE_TIME],
+    )
+    cpu_percent: float | None = Field(
+        description="CPU use of that sample, percent (0 to 100)", examples=[12.5]
+    )
+    memory_percent: float | None = Field(
+        description="memory use of that sample, percent (0 to 100)", examples=[41.5]
+    )
+    disk_percent: float | None = Field(
+        description="how full the fullest disk of that sample is, percent (0 to 100)", examples=[73.0]
+    )
+    disk_mount: str | None = Field(description="that disk's mount point", examples=["/var"])
+    spark: SparkOut = Field(description="the last minutes of CPU and memory, for the row's sparkline")
+    alerts: FleetAlertsOut = Field(description="its firing alerts")
 
 
 class FleetOut(BaseModel):
-    generated_at: datetime
-    servers: list[FleetServerOut]
-    truncated: bool  # more servers matched than `fleet_max_servers`: the first ones by name are here
+    """Every server the caller sees (filtered by `tag`), by name, with its newest figures."""
+
+    generated_at: datetime = Field(description="when the summary was read (UTC)", examples=[EXAMPLE_TIME])
+    servers: list[FleetServerOut] = Field(description="the servers, by name")
+    truncated: bool = Field(
+        description="true: more servers matched than the API's `fleet_max_servers` setting; the first "
+        "ones by name are here",
+        examples=[False],
+    )
 
 
 # --- notification channels ------------------------------------------------------------------------
@@ -418,50 +560,81 @@ def _http_url(value: str) -> str:
     return value
 
 
+CHANNEL_URL_MIN = 8
+CHANNEL_URL_MAX = 2048
+CHANNEL_SECRET_MAX = 512
 ChannelUrl = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=8, max_length=2048),
+    StringConstraints(strip_whitespace=True, min_length=CHANNEL_URL_MIN, max_length=CHANNEL_URL_MAX),
     STORABLE,
     AfterValidator(_http_url),
 ]
-ChannelSecret = Annotated[str, StringConstraints(min_length=1, max_length=512), STORABLE]
+ChannelSecret = Annotated[str, StringConstraints(min_length=1, max_length=CHANNEL_SECRET_MAX), STORABLE]
 ChannelKind = Literal["webhook", "slack"]
 
 
+_CHANNEL_NAME = f"a name for the channel, 1 to {TEXT_MAX} characters"
+_CHANNEL_KIND = "webhook: a signed JSON POST; slack: a Slack incoming-webhook message"
+_CHANNEL_URL = (
+    "where alerts are POSTed: an absolute http(s) URL with a host, "
+    f"{CHANNEL_URL_MIN} to {CHANNEL_URL_MAX} characters"
+)
+_CHANNEL_SECRET = (
+    f"signs each webhook body (HMAC-SHA256, 1 to {CHANNEL_SECRET_MAX} characters); write-only: answers "
+    "show only `has_secret`"
+)
+_CHANNEL_SERVER = "only alerts of this server; null: every server of the owner"
+_CHANNEL_RULE = "only alerts of this rule; null: every rule"
+
+
 class ChannelIn(_In):
-    name: Text
-    kind: ChannelKind
-    url: ChannelUrl
-    secret: ChannelSecret | None = None  # write-only: never answered, only `has_secret`
-    server_id: uuid.UUID | None = None  # None: every server of the owner
-    rule_id: uuid.UUID | None = None  # None: every rule
-    enabled: bool = True
+    """A notification channel: where the owner's alerts are sent."""
+
+    name: Text = Field(description=_CHANNEL_NAME, examples=["on-call webhook"])
+    kind: ChannelKind = Field(description=_CHANNEL_KIND, examples=["webhook"])
+    url: ChannelUrl = Field(description=_CHANNEL_URL, examples=["https://hooks.example.com/fleetpulse"])
+    secret: ChannelSecret | None = Field(
+        default=None,
+        description=f"{_CHANNEL_SECRET}; null or left out: unsigned",
+        examples=["s3cr3t-signing-key"],
+    )
+    server_id: uuid.UUID | None = Field(default=None, description=_CHANNEL_SERVER, examples=[EXAMPLE_SERVER])
+    rule_id: uuid.UUID | None = Field(default=None, description=_CHANNEL_RULE, examples=[None])
+    enabled: bool = Field(default=True, description="false: nothing is sent to it", examples=[True])
 
 
 class ChannelUpdate(_In):
     """Fields left out stay as they are; `secret`, `server_id` and `rule_id` may be set to null
     (no signing, every server, every rule)."""
 
-    name: Text | None = None
-    kind: ChannelKind | None = None
-    url: ChannelUrl | None = None
-    secret: ChannelSecret | None = None
-    server_id: uuid.UUID | None = None
-    rule_id: uuid.UUID | None = None
-    enabled: bool | None = None
+    name: Text | None = Field(default=None, description=_CHANNEL_NAME, examples=["on-call webhook"])
+    kind: ChannelKind | None = Field(default=None, description=_CHANNEL_KIND, examples=["slack"])
+    url: ChannelUrl | None = Field(
+        default=None, description=_CHANNEL_URL, examples=["https://hooks.slack.com/services/T000/B000/XXXX"]
+    )
+    secret: ChannelSecret | None = Field(
+        default=None, description=f"{_CHANNEL_SECRET}; null: unsigned from now on", examples=[None]
+    )
+    server_id: uuid.UUID | None = Field(default=None, description=_CHANNEL_SERVER, examples=[None])
+    rule_id: uuid.UUID | None = Field(default=None, description=_CHANNEL_RULE, examples=[EXAMPLE_RULE])
+    enabled: bool | None = Field(default=None, description="false: nothing is sent to it", examples=[False])
 
 
 class ChannelOut(BaseModel):
-    id: uuid.UUID
-    name: str
-    kind: ChannelKind
-    url: str
-    has_secret: bool
-    server_id: uuid.UUID | None
-    rule_id: uuid.UUID | None
-    enabled: bool
-    created_at: datetime
-    updated_at: datetime
+    """A notification channel, without its secret."""
+
+    id: uuid.UUID = Field(description="the channel's id", examples=[EXAMPLE_CHANNEL])
+    name: str = Field(description="its name", examples=["on-call webhook"])
+    kind: ChannelKind = Field(description=_CHANNEL_KIND, examples=["webhook"])
+    url: str = Field(description="where alerts are POSTed", examples=["https://hooks.example.com/fleetpulse"])
+    has_secret: bool = Field(
+        description="whether bodies are signed (the secret is never answered)", examples=[True]
+    )
+    server_id: uuid.UUID | None = Field(description=_CHANNEL_SERVER, examples=[EXAMPLE_SERVER])
+    rule_id: uuid.UUID | None = Field(description=_CHANNEL_RULE, examples=[None])
+    enabled: bool = Field(description="false: nothing is sent to it", examples=[True])
+    created_at: datetime = Field(description="when it was made (UTC)", examples=[EXAMPLE_TIME])
+    updated_at: datetime = Field(description="when it was last changed (UTC)", examples=[EXAMPLE_TIME])
 
 
 class ChannelPage(Page[ChannelOut]):
@@ -469,18 +642,34 @@ class ChannelPage(Page[ChannelOut]):
 
 
 class ChannelTestOut(BaseModel):
-    delivered: bool
-    status_code: int | None  # the receiver's HTTP status, null when none answered
-    error: str | None
+    """The outcome of one test message sent to the channel."""
+
+    delivered: bool = Field(description="true: the receiver answered 2xx", examples=[True])
+    status_code: int | None = Field(
+        description="the receiver's HTTP status; null when none answered (refused, timed out)", examples=[200]
+    )
+    error: str | None = Field(description="why it was not delivered; null when it was", examples=[None])
 
 
 # --- API keys ------------------------------------------------------------------------------------
 
 
 class ApiKeyIn(_In):
-    server_id: uuid.UUID
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), STORABLE] | None = None
-    expires_at: ApiTime | None = None
+    """A new API key for a server's agent (owner only)."""
+
+    server_id: uuid.UUID = Field(description="the server whose agent will use it", examples=[EXAMPLE_SERVER])
+    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=TEXT_MAX), STORABLE] | None = (
+        Field(
+            default=None,
+            description=f"a label, at most {TEXT_MAX} characters; null: none",
+            examples=["web-1 agent"],
+        )
+    )
+    expires_at: ApiTime | None = Field(
+        default=None,
+        description="when it stops working, with a UTC offset, from 1970 to before 2200; null: never",
+        examples=["2027-01-01T00:00:00Z"],
+    )
 
 
 class ApiKeyOut(BaseModel):
@@ -503,20 +692,20 @@ class ApiKeyOut(BaseModel):
         },
     )
 
-    id: uuid.UUID
+    id: uuid.UUID = Field(examples=[EXAMPLE_KEY])
     """the key's id"""
-    server_id: uuid.UUID
+    server_id: uuid.UUID = Field(examples=[EXAMPLE_SERVER])
     """the server whose agent uses it"""
-    name: str | None
-    """a label"""
-    is_active: bool
+    name: str | None = Field(examples=["web-1 agent", None])
+    """a label; null: none"""
+    is_active: bool = Field(examples=[True])
     """false once deactivated or past `expires_at`: the agent is refused"""
-    last_used: datetime | None
-    """the last time an agent connected with it"""
-    expires_at: datetime | None
-    """when it stops working; null: never"""
-    created_at: datetime
-    """when it was made"""
+    last_used: datetime | None = Field(examples=[EXAMPLE_TIME, None])
+    """the last time an agent connected with it (UTC); null: never"""
+    expires_at: datetime | None = Field(examples=[None, "2027-01-01T00:00:00Z"])
+    """when it stops working (UTC); null: never"""
+    created_at: datetime = Field(examples=[EXAMPLE_TIME])
+    """when it was made (UTC)"""
 
 
 class ApiKeyPage(Page[ApiKeyOut]):
@@ -546,9 +735,11 @@ class ApiKeyCreated(ApiKeyOut):
         },
     )
 
-    key: str
-    """the plaintext key (`fpk_...`): returned here once, never again"""
-    install_command: str
+    key: str = Field(examples=["fpk_3kq9x.Zr8pW2mNvT4yHc6dLs0aQe1uBj5oGf7i"])
+    """the plaintext key (`fpk_...`): returned here once, never again (only its hash is stored)"""
+    install_command: str = Field(
+        examples=["curl -fsSL https://fleet.example.com/install.sh | sudo sh -s -- --key fpk_3kq9x..."]
+    )
     """the one-line agent install with this key (docs/agent-install.md); shown once, like the key"""
 
 
@@ -569,90 +760,182 @@ class ApiKeyMe(BaseModel):
         },
     )
 
-    server_id: uuid.UUID
+    server_id: uuid.UUID = Field(examples=[EXAMPLE_SERVER])
     """the server the key belongs to"""
-    key_id: uuid.UUID
+    key_id: uuid.UUID = Field(examples=[EXAMPLE_KEY])
     """the key's id"""
-    name: str | None
-    """the key's label"""
-    is_active: bool
+    name: str | None = Field(examples=["web-1 agent"])
+    """the key's label; null: none"""
+    is_active: bool = Field(examples=[True])
     """always true here (an inactive key is a 401)"""
 
 
 # --- commands ------------------------------------------------------------------------------------
 
 
+COMMAND_MAX = 65536
+COMMAND_TIMEOUT_MAX = 3600.0
+
+_COMMAND_ID = "the command's id (its row in the command history)"
+_EXIT_CODE = f"the process's exit code ({INT4_MIN} to {INT4_MAX}); null when it did not run or did not end"
+_DURATION = "how long it ran, in milliseconds; null when it did not run"
+_OUTPUT = f"its standard output, at most {OUTPUT} characters; null when none came back"
+
+
 class CommandIn(_In):
-    command: Annotated[str, StringConstraints(min_length=1, max_length=65536), STORABLE]
-    timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
+    """A command to run on the server's agent (commands enabled, allowlisted, operator or owner)."""
+
+    command: Annotated[str, StringConstraints(min_length=1, max_length=COMMAND_MAX), STORABLE] = Field(
+        description=f"the command line, 1 to {COMMAND_MAX} characters: words and quotes, no shell "
+        "operators (the grammar is in docs/api.md); matched against the server's allowlist",
+        examples=["systemctl status nginx"],
+    )
+    timeout_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=COMMAND_TIMEOUT_MAX,
+        description=f"seconds to wait for its result, at most {COMMAND_TIMEOUT_MAX:g}; null: the API's "
+        "`command_timeout_seconds` setting",
+        examples=[30],
+    )
 
 
 class CommandOut(BaseModel):
-    command_id: uuid.UUID
-    success: bool
-    output: str | None
-    error: str | None
-    exit_code: int | None
-    duration_ms: int | None
+    """A command's result, as the agent reported it."""
+
+    command_id: uuid.UUID = Field(description=_COMMAND_ID, examples=[EXAMPLE_COMMAND])
+    success: bool = Field(description="true: it ran and exited 0", examples=[True])
+    output: str | None = Field(description=_OUTPUT, examples=["nginx.service - active (running)"])
+    error: str | None = Field(
+        description="why it failed (its standard error, or the agent's reason); null on success",
+        examples=[None],
+    )
+    exit_code: int | None = Field(description=_EXIT_CODE, examples=[0])
+    duration_ms: int | None = Field(description=_DURATION, examples=[42])
 
 
 class DockerActionOut(BaseModel):
-    command_id: uuid.UUID
-    status: Literal["success", "error"]
-    message: str | None
+    """The outcome of a container start, stop or restart."""
+
+    command_id: uuid.UUID = Field(description=_COMMAND_ID, examples=[EXAMPLE_COMMAND])
+    status: Literal["success", "error"] = Field(description="whether Docker did it", examples=["success"])
+    message: str | None = Field(
+        description="Docker's or the agent's message (the reason of an error); null when none",
+        examples=[None],
+    )
 
 
 class ProcessOut(BaseModel):
-    pid: int
-    name: str
-    user: str | None = None
-    status: str | None = None
-    cpu_percent: float | None = None
-    memory_percent: float | None = None  # of the host's memory, when the agent reports it
-    memory_rss_bytes: int | None = None  # resident set size, when the agent reports it
+    """One process of the newest process sample."""
+
+    pid: int = Field(description="its process id", examples=[1234])
+    name: str = Field(description=f"its name, at most {NAME} characters", examples=["nginx"])
+    user: str | None = Field(
+        default=None, description="the user it runs as; null: not reported", examples=["www-data"]
+    )
+    status: str | None = Field(
+        default=None,
+        description="its state (`running`, `sleeping`...); null: not reported",
+        examples=["sleeping"],
+    )
+    cpu_percent: float | None = Field(
+        default=None,
+        description="its CPU use in percent of one core (above 100 on several); null: not reported",
+        examples=[2.5],
+    )
+    memory_percent: float | None = Field(
+        default=None,
+        description="its resident memory in percent of the host's memory; null: not reported",
+        examples=[1.2],
+    )
+    memory_rss_bytes: int | None = Field(
+        default=None, description="its resident set size in bytes; null: not reported", examples=[52428800]
+    )
 
 
 class ProcessesOut(BaseModel):
-    timestamp: datetime | None  # the sample the list comes from; null: none ever sent
-    processes: list[ProcessOut]
+    """The newest process sample of the server."""
+
+    timestamp: datetime | None = Field(
+        description="the time of the sample the list comes from (UTC); null: none was ever sent",
+        examples=[EXAMPLE_TIME],
+    )
+    processes: list[ProcessOut] = Field(description="its processes, as the agent sent them (empty when none)")
 
 
 class ContainerOut(BaseModel):
-    id: str
-    name: str
-    image: str | None
-    state: str | None
-    status: str | None
-    cpu_percent: float | None
-    memory_bytes: int | None
+    """One Docker container of the newest sample."""
+
+    id: str = Field(description="the container's id", examples=["4f2a9c1b7e3d"])
+    name: str = Field(description="its name", examples=["web"])
+    image: str | None = Field(description="its image; null: not reported", examples=["nginx:1.27"])
+    state: str | None = Field(
+        description="Docker's state (`running`, `exited`...); null: not reported", examples=["running"]
+    )
+    status: str | None = Field(
+        description="Docker's status line; null: not reported", examples=["Up 2 hours"]
+    )
+    cpu_percent: float | None = Field(
+        description="its CPU use in percent of one core; null: not reported (a stopped container)",
+        examples=[0.8],
+    )
+    memory_bytes: int | None = Field(
+        description="its memory use in bytes; null: not reported", examples=[73400320]
+    )
 
 
 class ContainersOut(BaseModel):
-    server_id: uuid.UUID
-    time: datetime  # the sample the list comes from
-    containers: list[ContainerOut]
+    """The server's Docker containers, from its newest sample that has them."""
+
+    server_id: uuid.UUID = Field(description="the server", examples=[EXAMPLE_SERVER])
+    time: datetime = Field(
+        description="the time of the sample the list comes from (UTC)", examples=[EXAMPLE_TIME]
+    )
+    containers: list[ContainerOut] = Field(description="its containers")
 
 
 class DockerLogsOut(BaseModel):
-    command_id: uuid.UUID
-    container_id: str
-    logs: list[str]
+    """The last lines of a container's logs, fetched by the agent."""
+
+    command_id: uuid.UUID = Field(description=_COMMAND_ID, examples=[EXAMPLE_COMMAND])
+    container_id: str = Field(description="the container", examples=["4f2a9c1b7e3d"])
+    logs: list[str] = Field(
+        description="its last lines (`tail` of them at most), oldest first",
+        examples=[["GET / 200", "GET /health 200"]],
+    )
 
 
 class CommandHistoryOut(BaseModel):
-    command_id: uuid.UUID
-    server_id: uuid.UUID
-    requested_by: uuid.UUID | None
-    action: str
-    command: str | None
-    container_id: str | None
-    requested_at: datetime
-    success: bool | None
-    exit_code: int | None
-    duration_ms: int | None
-    output: str | None
-    error: str | None
-    finished_at: datetime | None
+    """One command, container action or log fetch asked of the server, and its result."""
+
+    command_id: uuid.UUID = Field(description=_COMMAND_ID, examples=[EXAMPLE_COMMAND])
+    server_id: uuid.UUID = Field(description="the server it ran on", examples=[EXAMPLE_SERVER])
+    requested_by: uuid.UUID | None = Field(
+        description="the user who asked; null once that account is deleted", examples=[EXAMPLE_USER]
+    )
+    action: str = Field(
+        description="what was asked: `shell` (a command), or a container's `start`, `stop`, `restart` "
+        "or `logs`",
+        examples=["shell"],
+    )
+    command: str | None = Field(
+        description="the command line; null for a container action", examples=["uptime"]
+    )
+    container_id: str | None = Field(description="the container; null for a command", examples=[None])
+    requested_at: datetime = Field(description="when it was asked (UTC)", examples=[EXAMPLE_TIME])
+    success: bool | None = Field(
+        description="whether it succeeded; null while no result came back", examples=[True]
+    )
+    exit_code: int | None = Field(description=_EXIT_CODE, examples=[0])
+    duration_ms: int | None = Field(description=_DURATION, examples=[12])
+    output: str | None = Field(description=_OUTPUT, examples=[" 12:00:00 up 3 days,  load average: 0.10"])
+    error: str | None = Field(
+        description="why it failed; null when it did not (or has no result yet)", examples=[None]
+    )
+    finished_at: datetime | None = Field(
+        description="when its result came back (UTC); null while none did (timed out, or running)",
+        examples=["2026-01-01T12:00:01Z"],
+    )
 
 
 class CommandHistoryPage(Page[CommandHistoryOut]):
@@ -663,16 +946,31 @@ class CommandHistoryPage(Page[CommandHistoryOut]):
 
 
 class AuditOut(BaseModel):
-    id: int
-    time: datetime
-    user_id: uuid.UUID | None
-    server_id: uuid.UUID | None
-    method: str
-    path: str
-    action: str
-    status: int
-    client: str | None
-    detail: dict[str, Any]
+    """One state-changing request, as the audit trail recorded it."""
+
+    id: int = Field(description="the row's id, increasing", examples=[1042])
+    time: datetime = Field(description="when the request was answered (UTC)", examples=[EXAMPLE_TIME])
+    user_id: uuid.UUID | None = Field(
+        description="who made it; null for a request without a signed-in user (a login, a refused token)",
+        examples=[EXAMPLE_USER, None],
+    )
+    server_id: uuid.UUID | None = Field(
+        description="the server it concerned; null when none", examples=[None, EXAMPLE_SERVER]
+    )
+    method: str = Field(description="the HTTP method", examples=["POST"])
+    path: str = Field(description="the request's path", examples=["/api/v1/auth/login/json"])
+    action: str = Field(
+        description="the operation's name (its route: `login_json`, `set_command_settings`...)",
+        examples=["login_json"],
+    )
+    status: int = Field(description="the HTTP status it was answered with", examples=[200])
+    client: str | None = Field(
+        description="the client's address; null when unknown", examples=["203.0.113.7"]
+    )
+    detail: dict[str, Any] = Field(
+        description="the operation's particulars (never a password or a key); {} when none",
+        examples=[{"email": EXAMPLE_EMAIL}],
+    )
 
 
 class AuditPage(Page[AuditOut]):

@@ -44,31 +44,96 @@ RuleOrigin = Literal["rule", "threshold", "code"]
 AlertState = Literal["firing", "resolved"]
 
 MAX_DURATION_SECONDS = 7 * 24 * 3600.0
+RULE_NAME_MAX = 200
+SUBJECT_MAX = 512
+MAX_INTERVAL_SECONDS = 3600.0
+MAX_NO_DATA_INTERVALS = 10_000
 PERCENT_METRICS = frozenset({"cpu", "memory", "disk"})
 SUBJECT_METRICS = frozenset({"disk", "net_rx", "net_tx"})
+
+# What each field of a rule means, shared by the rule, its REST input and the threshold shape.
+RULE_DOCS: dict[str, str] = {
+    "rule_id": "the rule's id",
+    "owner_id": "the user who made it; it covers only servers that user may see",
+    "server_id": "the one server it watches; null: every server of its owner",
+    "name": f"a name for it, 1 to {RULE_NAME_MAX} characters",
+    "metric": "what it watches: cpu, memory, disk (percent), net_rx, net_tx (bytes/s of one interface), "
+    "load1, load5, load15 (load averages), or no_data (a server that stopped sending)",
+    "subject": f"for disk, net_rx and net_tx only: one mount or interface (at most {SUBJECT_MAX} "
+    "characters); "
+    "null: each mount or interface on its own",
+    "comparison": "how a value is compared with the threshold: gt (>), gte (>=), lt (<), lte (<=)",
+    "threshold": "the value the condition compares with, in the metric's unit (percent 0 to 100 for cpu, "
+    "memory and disk); unused by no_data",
+    "for_seconds": f"seconds the condition must hold before the rule fires, 0 to {MAX_DURATION_SECONDS:g}; "
+    "0: on the first breaching sample",
+    "clear_threshold": "the value it must get back past to resolve (hysteresis: not above the threshold of "
+    "a gt/gte rule, not below that of a lt/lte one); null: the threshold itself",
+    "clear_for_seconds": f"seconds the value must stay back past `clear_threshold` before the episode "
+    f"resolves, 0 to {MAX_DURATION_SECONDS:g}",
+    "severity": "how urgent its alerts are: info, warning or critical",
+    "interval_seconds": f"the agents' expected interval between samples, in seconds (above 0, at most "
+    f"{MAX_INTERVAL_SECONDS:g}); no_data waits `no_data_intervals` of them",
+    "no_data_intervals": "intervals without a sample after which a no_data rule fires, "
+    f"1 to {MAX_NO_DATA_INTERVALS}",
+    "enabled": "false: the rule is kept but not evaluated",
+    "origin": "where it comes from: rule (the rules API), threshold (the ChatOps thresholds API) or code "
+    "(a rule the operator deployed as code)",
+    "updated_at": "when it was last changed (UTC)",
+}
+EXAMPLE_RULE_ID = "5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e"
+EXAMPLE_OWNER_ID = "8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84"
+EXAMPLE_SERVER_ID = "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65"
+EXAMPLE_TIME = "2026-01-01T12:00:00Z"
 
 
 class AlertRule(_Payload):
     """One alert rule, as the API stores it and the engine evaluates it."""
 
-    kind: Literal["alert_rule"] = "alert_rule"
-    rule_id: uuid.UUID
-    owner_id: uuid.UUID
-    server_id: uuid.UUID | None = None  # None: every server of the owner
-    name: str = Field(min_length=1, max_length=200)
-    metric: RuleMetric
-    subject: str | None = Field(default=None, max_length=512)  # a disk mount or an interface
-    comparison: Comparison = "gt"
-    threshold: float = 0.0
-    for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    clear_threshold: float | None = None  # None: the threshold itself
-    clear_for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    severity: Severity = "warning"
-    interval_seconds: float = Field(default=10.0, gt=0, le=3600)  # the agents' expected interval
-    no_data_intervals: int = Field(default=3, ge=1, le=10_000)
-    enabled: bool = True
-    origin: RuleOrigin = "rule"
-    updated_at: UtcDatetime
+    kind: Literal["alert_rule"] = Field(
+        default="alert_rule", description="always `alert_rule` (the payload's kind)", examples=["alert_rule"]
+    )
+    rule_id: uuid.UUID = Field(description=RULE_DOCS["rule_id"], examples=[EXAMPLE_RULE_ID])
+    owner_id: uuid.UUID = Field(description=RULE_DOCS["owner_id"], examples=[EXAMPLE_OWNER_ID])
+    server_id: uuid.UUID | None = Field(
+        default=None, description=RULE_DOCS["server_id"], examples=[EXAMPLE_SERVER_ID, None]
+    )
+    name: str = Field(
+        min_length=1, max_length=RULE_NAME_MAX, description=RULE_DOCS["name"], examples=["CPU high"]
+    )
+    metric: RuleMetric = Field(description=RULE_DOCS["metric"], examples=["cpu"])
+    subject: str | None = Field(
+        default=None, max_length=SUBJECT_MAX, description=RULE_DOCS["subject"], examples=[None, "/var"]
+    )
+    comparison: Comparison = Field(default="gt", description=RULE_DOCS["comparison"], examples=["gt"])
+    threshold: float = Field(default=0.0, description=RULE_DOCS["threshold"], examples=[90.0])
+    for_seconds: float = Field(
+        default=0.0, ge=0, le=MAX_DURATION_SECONDS, description=RULE_DOCS["for_seconds"], examples=[300.0]
+    )
+    clear_threshold: float | None = Field(
+        default=None, description=RULE_DOCS["clear_threshold"], examples=[80.0, None]
+    )
+    clear_for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description=RULE_DOCS["clear_for_seconds"],
+        examples=[60.0],
+    )
+    severity: Severity = Field(default="warning", description=RULE_DOCS["severity"], examples=["critical"])
+    interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description=RULE_DOCS["interval_seconds"],
+        examples=[10.0],
+    )
+    no_data_intervals: int = Field(
+        default=3, ge=1, le=MAX_NO_DATA_INTERVALS, description=RULE_DOCS["no_data_intervals"], examples=[3]
+    )
+    enabled: bool = Field(default=True, description=RULE_DOCS["enabled"], examples=[True])
+    origin: RuleOrigin = Field(default="rule", description=RULE_DOCS["origin"], examples=["rule"])
+    updated_at: UtcDatetime = Field(description=RULE_DOCS["updated_at"], examples=[EXAMPLE_TIME])
 
     @model_validator(mode="after")
     def _consistent(self) -> AlertRule:
@@ -148,6 +213,12 @@ def rule_key(rule_id: uuid.UUID) -> bytes:
 # --- The ChatOps threshold shape ----------------------------------------------------------------
 
 ThresholdMetric = Literal["cpu", "memory", "disk"]
+THRESHOLD_DOCS: dict[str, str] = {
+    "server_id": "the server it watches",
+    "metric_type": "cpu, memory or disk (every mount of the server), each in percent",
+    "threshold_value": "the percentage the condition compares with, 0 to 100",
+    "comparison": "gt: fires above the value; lt: below it",
+}
 
 
 class ThresholdIn(BaseModel):
@@ -155,34 +226,55 @@ class ThresholdIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    server_id: uuid.UUID
-    metric_type: ThresholdMetric
-    threshold_value: float = Field(ge=0, le=100)
-    comparison: Literal["gt", "lt"] = "gt"
-    enabled: bool = True
+    server_id: uuid.UUID = Field(description=THRESHOLD_DOCS["server_id"], examples=[EXAMPLE_SERVER_ID])
+    metric_type: ThresholdMetric = Field(description=THRESHOLD_DOCS["metric_type"], examples=["cpu"])
+    threshold_value: float = Field(
+        ge=0, le=100, description=THRESHOLD_DOCS["threshold_value"], examples=[90.0]
+    )
+    comparison: Literal["gt", "lt"] = Field(
+        default="gt", description=THRESHOLD_DOCS["comparison"], examples=["gt"]
+    )
+    enabled: bool = Field(default=True, description=RULE_DOCS["enabled"], examples=[True])
     # FleetPulse additions, optional on input.
-    name: str | None = Field(default=None, max_length=200)
-    for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    clear_threshold: float | None = Field(default=None, ge=0, le=100)
-    clear_for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    severity: Severity = "warning"
+    name: str | None = Field(
+        default=None,
+        max_length=RULE_NAME_MAX,
+        description=f"{RULE_DOCS['name']}; null: made from the metric, comparison and value",
+        examples=["CPU high"],
+    )
+    for_seconds: float = Field(
+        default=0.0, ge=0, le=MAX_DURATION_SECONDS, description=RULE_DOCS["for_seconds"], examples=[300.0]
+    )
+    clear_threshold: float | None = Field(
+        default=None, ge=0, le=100, description=RULE_DOCS["clear_threshold"], examples=[80.0]
+    )
+    clear_for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description=RULE_DOCS["clear_for_seconds"],
+        examples=[60.0],
+    )
+    severity: Severity = Field(default="warning", description=RULE_DOCS["severity"], examples=["warning"])
 
 
 class Threshold(BaseModel):
     """A threshold as the API answers it (the rule seen through the legacy shape)."""
 
-    id: uuid.UUID
-    server_id: uuid.UUID
-    metric_type: ThresholdMetric
-    threshold_value: float
-    comparison: Literal["gt", "lt"]
-    enabled: bool
-    name: str
-    for_seconds: float
-    clear_threshold: float | None
-    clear_for_seconds: float
-    severity: Severity
-    updated_at: datetime
+    id: uuid.UUID = Field(
+        description="the threshold's id (the id of the rule it stands for)", examples=[EXAMPLE_RULE_ID]
+    )
+    server_id: uuid.UUID = Field(description=THRESHOLD_DOCS["server_id"], examples=[EXAMPLE_SERVER_ID])
+    metric_type: ThresholdMetric = Field(description=THRESHOLD_DOCS["metric_type"], examples=["cpu"])
+    threshold_value: float = Field(description=THRESHOLD_DOCS["threshold_value"], examples=[90.0])
+    comparison: Literal["gt", "lt"] = Field(description=THRESHOLD_DOCS["comparison"], examples=["gt"])
+    enabled: bool = Field(description=RULE_DOCS["enabled"], examples=[True])
+    name: str = Field(description=RULE_DOCS["name"], examples=["cpu gt 90"])
+    for_seconds: float = Field(description=RULE_DOCS["for_seconds"], examples=[0.0])
+    clear_threshold: float | None = Field(description=RULE_DOCS["clear_threshold"], examples=[None])
+    clear_for_seconds: float = Field(description=RULE_DOCS["clear_for_seconds"], examples=[0.0])
+    severity: Severity = Field(description=RULE_DOCS["severity"], examples=["warning"])
+    updated_at: datetime = Field(description=RULE_DOCS["updated_at"], examples=[EXAMPLE_TIME])
 
 
 def rule_from_threshold(

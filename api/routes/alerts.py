@@ -20,6 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from alerting.replay import Episode, backtest
 from schemas.alerts import (
     MAX_DURATION_SECONDS,
+    MAX_INTERVAL_SECONDS,
+    MAX_NO_DATA_INTERVALS,
+    RULE_DOCS,
+    RULE_NAME_MAX,
+    SUBJECT_MAX,
     AlertRule,
     Comparison,
     RuleMetric,
@@ -36,7 +41,7 @@ from ..db import servers as servers_db
 from ..db.pool import Pool, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, UserDep, require_role
 from ..errors import NotFound, RangeTooLarge, Unprocessable
-from ..models import ApiTime, Page
+from ..models import EXAMPLE_EPISODE, EXAMPLE_RULE, EXAMPLE_SERVER, EXAMPLE_TIME, ApiTime, Page
 from ..openapi import problems
 from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedBefore, legacy_page, negotiated
 from ..state import Resources
@@ -45,49 +50,120 @@ router = APIRouter(prefix="/alerts", tags=["alerts"])
 
 
 class RuleIn(BaseModel):
+    """An alert rule to create or replace (the owner is the caller)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    server_id: uuid.UUID | None = None
-    name: str = Field(min_length=1, max_length=200)
-    metric: RuleMetric
-    subject: str | None = Field(default=None, max_length=512)
-    comparison: Comparison = "gt"
-    threshold: float = Field(default=0.0, allow_inf_nan=False)
-    for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    clear_threshold: float | None = Field(default=None, allow_inf_nan=False)
-    clear_for_seconds: float = Field(default=0.0, ge=0, le=MAX_DURATION_SECONDS)
-    severity: Severity = "warning"
-    interval_seconds: float = Field(default=10.0, gt=0, le=3600)
-    no_data_intervals: int = Field(default=3, ge=1, le=10_000)
-    enabled: bool = True
+    server_id: uuid.UUID | None = Field(
+        default=None,
+        description=f"{RULE_DOCS['server_id']} (the operator role there is needed)",
+        examples=[EXAMPLE_SERVER],
+    )
+    name: str = Field(
+        min_length=1, max_length=RULE_NAME_MAX, description=RULE_DOCS["name"], examples=["CPU high"]
+    )
+    metric: RuleMetric = Field(description=RULE_DOCS["metric"], examples=["cpu"])
+    subject: str | None = Field(
+        default=None, max_length=SUBJECT_MAX, description=RULE_DOCS["subject"], examples=[None]
+    )
+    comparison: Comparison = Field(default="gt", description=RULE_DOCS["comparison"], examples=["gt"])
+    threshold: float = Field(
+        default=0.0, allow_inf_nan=False, description=RULE_DOCS["threshold"], examples=[90.0]
+    )
+    for_seconds: float = Field(
+        default=0.0, ge=0, le=MAX_DURATION_SECONDS, description=RULE_DOCS["for_seconds"], examples=[300.0]
+    )
+    clear_threshold: float | None = Field(
+        default=None, allow_inf_nan=False, description=RULE_DOCS["clear_threshold"], examples=[80.0]
+    )
+    clear_for_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        le=MAX_DURATION_SECONDS,
+        description=RULE_DOCS["clear_for_seconds"],
+        examples=[60.0],
+    )
+    severity: Severity = Field(default="warning", description=RULE_DOCS["severity"], examples=["critical"])
+    interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description=RULE_DOCS["interval_seconds"],
+        examples=[10.0],
+    )
+    no_data_intervals: int = Field(
+        default=3, ge=1, le=MAX_NO_DATA_INTERVALS, description=RULE_DOCS["no_data_intervals"], examples=[3]
+    )
+    enabled: bool = Field(default=True, description=RULE_DOCS["enabled"], examples=[True])
 
 
 class RuleOut(BaseModel):
-    id: uuid.UUID
-    rule: AlertRule
+    """A stored alert rule."""
+
+    id: uuid.UUID = Field(description="the rule's id (the same as `rule.rule_id`)", examples=[EXAMPLE_RULE])
+    rule: AlertRule = Field(description="the rule as the alert engine evaluates it")
+
+
+_SEVERITY = "how urgent: info, warning or critical"
 
 
 class AlertOut(BaseModel):
-    episode_id: uuid.UUID
-    rule_id: uuid.UUID
-    rule_name: str
-    origin: str
-    server_id: uuid.UUID
-    metric: str
-    subject: str | None
-    severity: str
-    comparison: str
-    threshold: float
-    state: Literal["firing", "resolved"]
-    started_at: datetime
-    fired_at: datetime | None
-    fired_value: float | None
-    resolved_at: datetime | None
-    resolved_value: float | None
-    message: str
-    acknowledged_at: datetime | None
-    acknowledged_by: uuid.UUID | None
-    resolved_by: uuid.UUID | None
+    """One alert episode: a rule's condition on one server (and subject), from firing to resolved."""
+
+    episode_id: uuid.UUID = Field(
+        description="the episode's id, derived from the rule, server, subject and start (a replay gives "
+        "the same)",
+        examples=[EXAMPLE_EPISODE],
+    )
+    rule_id: uuid.UUID = Field(description="the rule that fired", examples=[EXAMPLE_RULE])
+    rule_name: str = Field(description="that rule's name when it fired", examples=["CPU high"])
+    origin: str = Field(description=RULE_DOCS["origin"], examples=["rule"])
+    server_id: uuid.UUID = Field(description="the server", examples=[EXAMPLE_SERVER])
+    metric: str = Field(
+        description="the rule's metric (a code rule's own metric name for origin code)", examples=["cpu"]
+    )
+    subject: str | None = Field(
+        description="the mount or interface of a disk or network episode; null for the others",
+        examples=[None],
+    )
+    severity: str = Field(description=_SEVERITY, examples=["critical"])
+    comparison: str = Field(description=RULE_DOCS["comparison"], examples=["gt"])
+    threshold: float = Field(description="the rule's threshold when it fired", examples=[90.0])
+    state: Literal["firing", "resolved"] = Field(
+        description="firing until the clear condition held (or someone resolved it), then resolved",
+        examples=["firing"],
+    )
+    started_at: datetime = Field(
+        description="when the condition began to hold (UTC): the episode's start",
+        examples=["2026-01-01T11:55:00Z"],
+    )
+    fired_at: datetime | None = Field(
+        description="when it fired (UTC): `started_at` plus the rule's `for_seconds`; null: not recorded",
+        examples=[EXAMPLE_TIME],
+    )
+    fired_value: float | None = Field(
+        description="the value that fired it, in the metric's unit; null for no_data", examples=[93.5]
+    )
+    resolved_at: datetime | None = Field(
+        description="when it resolved (UTC); null while firing", examples=[None]
+    )
+    resolved_value: float | None = Field(
+        description="the value that resolved it; null while firing, for no_data, or resolved by hand",
+        examples=[None],
+    )
+    message: str = Field(
+        description="a one-line summary for people", examples=["CPU high: firing, cpu = 93.5 (gt 90)"]
+    )
+    acknowledged_at: datetime | None = Field(
+        description="when someone acknowledged it (UTC); null: nobody did", examples=[None]
+    )
+    acknowledged_by: uuid.UUID | None = Field(
+        description="who acknowledged it; null: nobody", examples=[None]
+    )
+    resolved_by: uuid.UUID | None = Field(
+        description="who resolved it by hand; null: nobody (the engine resolved it, or it fires)",
+        examples=[None],
+    )
 
 
 class RulePage(Page[RuleOut]):
@@ -109,19 +185,33 @@ _THRESHOLD_LIST = TypeAdapter(list[Threshold])
 
 
 class BacktestIn(BaseModel):
+    """A rule replayed over stored history: what it would have fired."""
+
     model_config = ConfigDict(extra="forbid")
 
-    start: ApiTime
-    end: ApiTime
-    rule: RuleIn | None = None  # an unsaved rule; omitted on /rules/{id}/backtest
+    start: ApiTime = Field(
+        description="the replay's start, inclusive, with a UTC offset", examples=["2026-01-01T00:00:00Z"]
+    )
+    end: ApiTime = Field(description="the replay's end, exclusive, after `start`", examples=[EXAMPLE_TIME])
+    rule: RuleIn | None = Field(
+        default=None,
+        description="the unsaved rule to replay (`POST /alerts/backtest`); left out on "
+        "`/alerts/rules/{rule_id}/backtest`, which replays the stored rule",
+    )
 
 
 class BacktestOut(BaseModel):
-    rule: AlertRule
-    start: datetime
-    end: datetime
-    servers: list[uuid.UUID]
-    episodes: list[Episode]
+    """What the rule would have fired over the range."""
+
+    rule: AlertRule = Field(description="the rule replayed")
+    start: datetime = Field(description="the range's start (UTC)", examples=["2026-01-01T00:00:00Z"])
+    end: datetime = Field(description="the range's end (UTC)", examples=[EXAMPLE_TIME])
+    servers: list[uuid.UUID] = Field(
+        description="the servers replayed (the rule's server, or its owner's servers, at most the API's "
+        "`backtest_max_servers` setting)",
+        examples=[[EXAMPLE_SERVER]],
+    )
+    episodes: list[Episode] = Field(description="the episodes it would have produced, in time order")
 
 
 def _build(rule_id: uuid.UUID, owner_id: uuid.UUID, body: RuleIn, origin: str = "rule") -> AlertRule:

@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Form, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from schemas import tokens
@@ -16,7 +16,16 @@ from ..db.errors import DuplicateError
 from ..db.pool import Conn, Record, connection, transaction
 from ..deps import CurrentUser, PoolDep, ResourcesDep, SettingsDep, UserDep
 from ..errors import Conflict, TokenExpired, Unauthorized, Unprocessable
-from ..models import LoginIn, PasswordChangeIn, RefreshIn, RegisterIn, Token, UserOut
+from ..models import (
+    EXAMPLE_EMAIL,
+    EXAMPLE_PASSWORD,
+    LoginIn,
+    PasswordChangeIn,
+    RefreshIn,
+    RegisterIn,
+    Token,
+    UserOut,
+)
 from ..openapi import problems
 from ..passwords import hash_password, verify_password
 from ..settings import ApiSettings
@@ -106,10 +115,54 @@ async def _login(request: Request, resources: ResourcesDep, email: str, password
         return await _issue(conn, resources.settings, user)
 
 
+class PasswordForm(OAuth2PasswordRequestForm):
+    """OAuth2's password form (RFC 6749, 4.3), each field described for the OpenAPI document."""
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[
+            str | None,
+            Form(pattern="^password$", description="`password`, or left out", examples=["password"]),
+        ] = None,
+        username: Annotated[
+            str, Form(description="the account's e-mail address (case-insensitive)", examples=[EXAMPLE_EMAIL])
+        ],
+        password: Annotated[
+            str,
+            Form(
+                json_schema_extra={"format": "password"},
+                description="the account's password",
+                examples=[EXAMPLE_PASSWORD],
+            ),
+        ],
+        scope: Annotated[
+            str, Form(description="OAuth2 scopes, space-separated; ignored", examples=[""])
+        ] = "",
+        client_id: Annotated[
+            str | None, Form(description="an OAuth2 client id; ignored", examples=[None])
+        ] = None,
+        client_secret: Annotated[
+            str | None,
+            Form(
+                json_schema_extra={"format": "password"},
+                description="an OAuth2 client secret; ignored",
+                examples=[None],
+            ),
+        ] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+
 @router.post("/login", openapi_extra=problems("bad-request", "unauthorized", "rate-limited"))
-async def login(
-    request: Request, resources: ResourcesDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
-) -> Token:
+async def login(request: Request, resources: ResourcesDep, form: Annotated[PasswordForm, Depends()]) -> Token:
     """The OAuth2 password form: the email goes in `username`."""
     return await _login(request, resources, form.username, form.password)
 

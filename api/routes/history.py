@@ -12,16 +12,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
-from schemas.bounds import STORABLE
+from schemas.bounds import LINE, NAME, STORABLE
 from schemas.canonical import LogLevel
 
 from ..db import history as history_db
 from ..db.pool import Record, connection
 from ..deps import PoolDep, SettingsDep, UserDep, require_role
 from ..errors import RangeTooLarge, Unprocessable
-from ..models import ApiTime, Page
+from ..models import EXAMPLE_SERVER, EXAMPLE_TIME, ApiTime, Page
 from ..openapi import problems
 from ..pagination import Keyset, PagerDep
 from ..settings import ApiSettings
@@ -34,80 +34,158 @@ MetricName = Literal["cpu_percent", "memory_percent", "memory_used_bytes", "load
 DiskMetric = Literal["percent", "used_bytes"]
 
 
+_RESOLUTION = (
+    "raw: the samples as stored; 1m, 1h: buckets of one minute, one hour (`resolution=auto` picks the "
+    "finest that fits)"
+)
+_START = "the range's start, inclusive (UTC)"
+_END = "the range's end, exclusive (UTC)"
+
+
 class Point(BaseModel):
-    time: datetime
-    value: float | None
-    min: float | None = None
-    max: float | None = None
-    samples: int | None = None
+    """One sample, or one bucket of samples."""
+
+    time: datetime = Field(
+        description="the sample's time, or the bucket's start (UTC)", examples=[EXAMPLE_TIME]
+    )
+    value: float | None = Field(
+        description="the sample's value, or the bucket's mean, in the metric's unit (percent 0 to 100, "
+        "bytes, or a load average); null: the sample did not report it",
+        examples=[12.5],
+    )
+    min: float | None = Field(
+        default=None, description="the bucket's lowest value; null for a raw sample", examples=[3.0]
+    )
+    max: float | None = Field(
+        default=None, description="the bucket's highest value; null for a raw sample", examples=[48.0]
+    )
+    samples: int | None = Field(
+        default=None, description="how many samples the bucket holds; null for a raw sample", examples=[6]
+    )
 
 
 class Series(BaseModel):
-    server_id: uuid.UUID
-    metric: str
-    resolution: Literal["raw", "1m", "1h"]
-    start: datetime
-    end: datetime
-    points: list[Point]
+    """One metric of one server over a range, oldest point first."""
+
+    server_id: uuid.UUID = Field(description="the server", examples=[EXAMPLE_SERVER])
+    metric: str = Field(
+        description="the metric: a `metric` of `/history`, or `disk:<mount>:<metric>` for a disk",
+        examples=["cpu_percent", "disk:/var:percent"],
+    )
+    resolution: Literal["raw", "1m", "1h"] = Field(description=_RESOLUTION, examples=["1m"])
+    start: datetime = Field(description=_START, examples=["2026-01-01T11:00:00Z"])
+    end: datetime = Field(description=_END, examples=[EXAMPLE_TIME])
+    points: list[Point] = Field(
+        description="its points, oldest first, at most the API's `history_max_points` setting (a range "
+        "that would give more is a 422)"
+    )
 
 
 class RatePoint(BaseModel):
-    time: datetime
-    sent_per_second: float | None
-    recv_per_second: float | None
+    """Transfer rates of one interface at one time, or over one bucket."""
+
+    time: datetime = Field(
+        description="the sample's time, or the bucket's start (UTC)", examples=[EXAMPLE_TIME]
+    )
+    sent_per_second: float | None = Field(
+        description="bytes sent per second since the previous sample (a bucket's mean); null: no rate "
+        "(the first sample, or a counter reset)",
+        examples=[15360.0],
+    )
+    recv_per_second: float | None = Field(
+        description="bytes received per second, likewise; null: no rate", examples=[40960.0]
+    )
 
 
 class RateSeries(BaseModel):
-    server_id: uuid.UUID
-    interface: str
-    resolution: Literal["raw", "1m", "1h"]
-    start: datetime
-    end: datetime
-    points: list[RatePoint]
+    """One interface's transfer rates over a range, oldest point first."""
+
+    server_id: uuid.UUID = Field(description="the server", examples=[EXAMPLE_SERVER])
+    interface: str = Field(description="the network interface", examples=["eth0"])
+    resolution: Literal["raw", "1m", "1h"] = Field(description=_RESOLUTION, examples=["raw"])
+    start: datetime = Field(description=_START, examples=["2026-01-01T11:00:00Z"])
+    end: datetime = Field(description=_END, examples=[EXAMPLE_TIME])
+    points: list[RatePoint] = Field(
+        description="its points, oldest first, at most the API's `history_max_points` setting"
+    )
 
 
 class DiskOut(BaseModel):
-    mount: str
-    total_bytes: int
-    used_bytes: int
-    free_bytes: int
-    percent: float
+    """One mounted file system of the sample."""
+
+    mount: str = Field(description=f"its mount point, at most {NAME} characters", examples=["/var"])
+    total_bytes: int = Field(description="its size, in bytes", examples=[107374182400])
+    used_bytes: int = Field(description="bytes in use", examples=[78383153152])
+    free_bytes: int = Field(description="bytes free", examples=[28991029248])
+    percent: float = Field(description="how full it is, percent (0 to 100)", examples=[73.0])
 
 
 class InterfaceOut(BaseModel):
-    interface: str
-    bytes_sent: int
-    bytes_recv: int
-    packets_sent: int | None
-    packets_recv: int | None
-    errors_in: int | None
-    errors_out: int | None
+    """One network interface of the sample: counters since its boot, as the agent read them."""
+
+    interface: str = Field(description=f"its name, at most {NAME} characters", examples=["eth0"])
+    bytes_sent: int = Field(description="bytes sent since boot", examples=[987654321])
+    bytes_recv: int = Field(description="bytes received since boot", examples=[1234567890])
+    packets_sent: int | None = Field(
+        description="packets sent since boot; null: not reported", examples=[812345]
+    )
+    packets_recv: int | None = Field(
+        description="packets received since boot; null: not reported", examples=[923456]
+    )
+    errors_in: int | None = Field(description="receive errors since boot; null: not reported", examples=[0])
+    errors_out: int | None = Field(description="send errors since boot; null: not reported", examples=[0])
 
 
 class LatestOut(BaseModel):
-    server_id: uuid.UUID
-    time: datetime
-    received_at: datetime
-    cpu_percent: float
-    memory_percent: float
-    memory_total_bytes: int | None
-    memory_used_bytes: int | None
-    load1: float | None
-    load5: float | None
-    load15: float | None
-    uptime_seconds: int | None
-    cpu_cores: int | None
-    disks: list[DiskOut]
-    interfaces: list[InterfaceOut]
+    """The server's newest stored sample."""
+
+    server_id: uuid.UUID = Field(description="the server", examples=[EXAMPLE_SERVER])
+    time: datetime = Field(description="when the agent took the sample (UTC)", examples=[EXAMPLE_TIME])
+    received_at: datetime = Field(
+        description="when ingest received it (UTC)", examples=["2026-01-01T12:00:00.150Z"]
+    )
+    cpu_percent: float = Field(description="CPU use, percent of all cores (0 to 100)", examples=[12.5])
+    memory_percent: float = Field(description="memory use, percent (0 to 100)", examples=[41.5])
+    memory_total_bytes: int | None = Field(
+        description="the host's memory, in bytes; null: not reported", examples=[8589934592]
+    )
+    memory_used_bytes: int | None = Field(
+        description="memory in use, in bytes; null: not reported", examples=[3564822528]
+    )
+    load1: float | None = Field(description="the 1-minute load average; null: not reported", examples=[0.42])
+    load5: float | None = Field(description="the 5-minute load average; null: not reported", examples=[0.38])
+    load15: float | None = Field(
+        description="the 15-minute load average; null: not reported", examples=[0.30]
+    )
+    uptime_seconds: int | None = Field(
+        description="seconds since the host booted; null: not reported", examples=[259200]
+    )
+    cpu_cores: int | None = Field(description="logical CPU cores; null: not reported", examples=[4])
+    disks: list[DiskOut] = Field(description="its mounted file systems, by mount point")
+    interfaces: list[InterfaceOut] = Field(description="its network interfaces, by name")
 
 
 class LogOut(BaseModel):
-    time: datetime
-    entry_id: uuid.UUID
-    level: str
-    source: str | None
-    message: str
-    received_at: datetime
+    """One log entry an agent shipped."""
+
+    time: datetime = Field(
+        description="when it was logged, as the agent read it (UTC)", examples=[EXAMPLE_TIME]
+    )
+    entry_id: uuid.UUID = Field(
+        description="its id, derived from the server, time, source, text and position, so a replayed "
+        "entry is stored once",
+        examples=["6d5c4b3a-2f1e-4d0c-9b8a-7f6e5d4c3b2a"],
+    )
+    level: str = Field(description="its level: DEBUG, INFO, WARNING, ERROR or CRITICAL", examples=["ERROR"])
+    source: str | None = Field(
+        description="where it came from (a file, a journal unit); null: not reported", examples=["nginx"]
+    )
+    message: str = Field(
+        description=f"the message, at most {LINE} characters", examples=["upstream timed out"]
+    )
+    received_at: datetime = Field(
+        description="when ingest received it (UTC)", examples=["2026-01-01T12:00:00.150Z"]
+    )
 
 
 class LogPage(Page[LogOut]):

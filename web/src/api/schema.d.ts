@@ -990,62 +990,135 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** AlertOut */
+        /**
+         * AlertOut
+         * @description One alert episode: a rule's condition on one server (and subject), from firing to resolved.
+         */
         AlertOut: {
             /**
              * Episode Id
              * Format: uuid
+             * @description the episode's id, derived from the rule, server, subject and start (a replay gives the same)
+             * @example 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
              */
             episode_id: string;
             /**
              * Rule Id
              * Format: uuid
+             * @description the rule that fired
+             * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
              */
             rule_id: string;
-            /** Rule Name */
+            /**
+             * Rule Name
+             * @description that rule's name when it fired
+             * @example CPU high
+             */
             rule_name: string;
-            /** Origin */
+            /**
+             * Origin
+             * @description where it comes from: rule (the rules API), threshold (the ChatOps thresholds API) or code (a rule the operator deployed as code)
+             * @example rule
+             */
             origin: string;
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Metric */
+            /**
+             * Metric
+             * @description the rule's metric (a code rule's own metric name for origin code)
+             * @example cpu
+             */
             metric: string;
-            /** Subject */
+            /**
+             * Subject
+             * @description the mount or interface of a disk or network episode; null for the others
+             * @example null
+             */
             subject: string | null;
-            /** Severity */
+            /**
+             * Severity
+             * @description how urgent: info, warning or critical
+             * @example critical
+             */
             severity: string;
-            /** Comparison */
+            /**
+             * Comparison
+             * @description how a value is compared with the threshold: gt (>), gte (>=), lt (<), lte (<=)
+             * @example gt
+             */
             comparison: string;
-            /** Threshold */
+            /**
+             * Threshold
+             * @description the rule's threshold when it fired
+             * @example 90
+             */
             threshold: number;
             /**
              * State
+             * @description firing until the clear condition held (or someone resolved it), then resolved
+             * @example firing
              * @enum {string}
              */
             state: "firing" | "resolved";
             /**
              * Started At
              * Format: date-time
+             * @description when the condition began to hold (UTC): the episode's start
+             * @example 2026-01-01T11:55:00Z
              */
             started_at: string;
-            /** Fired At */
+            /**
+             * Fired At
+             * @description when it fired (UTC): `started_at` plus the rule's `for_seconds`; null: not recorded
+             * @example 2026-01-01T12:00:00Z
+             */
             fired_at: string | null;
-            /** Fired Value */
+            /**
+             * Fired Value
+             * @description the value that fired it, in the metric's unit; null for no_data
+             * @example 93.5
+             */
             fired_value: number | null;
-            /** Resolved At */
+            /**
+             * Resolved At
+             * @description when it resolved (UTC); null while firing
+             * @example null
+             */
             resolved_at: string | null;
-            /** Resolved Value */
+            /**
+             * Resolved Value
+             * @description the value that resolved it; null while firing, for no_data, or resolved by hand
+             * @example null
+             */
             resolved_value: number | null;
-            /** Message */
+            /**
+             * Message
+             * @description a one-line summary for people
+             * @example CPU high: firing, cpu = 93.5 (gt 90)
+             */
             message: string;
-            /** Acknowledged At */
+            /**
+             * Acknowledged At
+             * @description when someone acknowledged it (UTC); null: nobody did
+             * @example null
+             */
             acknowledged_at: string | null;
-            /** Acknowledged By */
+            /**
+             * Acknowledged By
+             * @description who acknowledged it; null: nobody
+             * @example null
+             */
             acknowledged_by: string | null;
-            /** Resolved By */
+            /**
+             * Resolved By
+             * @description who resolved it by hand; null: nobody (the engine resolved it, or it fires)
+             * @example null
+             */
             resolved_by: string | null;
         };
         /**
@@ -1055,7 +1128,7 @@ export interface components {
         AlertPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["AlertOut"][];
             /**
@@ -1072,84 +1145,131 @@ export interface components {
         AlertRule: {
             /**
              * Kind
+             * @description always `alert_rule` (the payload's kind)
              * @default alert_rule
+             * @example alert_rule
              * @constant
              */
             kind: "alert_rule";
             /**
              * Rule Id
              * Format: uuid
+             * @description the rule's id
+             * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
              */
             rule_id: string;
             /**
              * Owner Id
              * Format: uuid
+             * @description the user who made it; it covers only servers that user may see
+             * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
              */
             owner_id: string;
-            /** Server Id */
+            /**
+             * Server Id
+             * @description the one server it watches; null: every server of its owner
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+             * @example null
+             */
             server_id?: string | null;
-            /** Name */
+            /**
+             * Name
+             * @description a name for it, 1 to 200 characters
+             * @example CPU high
+             */
             name: string;
             /**
              * Metric
+             * @description what it watches: cpu, memory, disk (percent), net_rx, net_tx (bytes/s of one interface), load1, load5, load15 (load averages), or no_data (a server that stopped sending)
+             * @example cpu
              * @enum {string}
              */
             metric: "cpu" | "memory" | "disk" | "net_rx" | "net_tx" | "load1" | "load5" | "load15" | "no_data";
-            /** Subject */
+            /**
+             * Subject
+             * @description for disk, net_rx and net_tx only: one mount or interface (at most 512 characters); null: each mount or interface on its own
+             * @example null
+             * @example /var
+             */
             subject?: string | null;
             /**
              * Comparison
+             * @description how a value is compared with the threshold: gt (>), gte (>=), lt (<), lte (<=)
              * @default gt
+             * @example gt
              * @enum {string}
              */
             comparison: "gt" | "gte" | "lt" | "lte";
             /**
              * Threshold
+             * @description the value the condition compares with, in the metric's unit (percent 0 to 100 for cpu, memory and disk); unused by no_data
              * @default 0
+             * @example 90
              */
             threshold: number;
             /**
              * For Seconds
+             * @description seconds the condition must hold before the rule fires, 0 to 604800; 0: on the first breaching sample
              * @default 0
+             * @example 300
              */
             for_seconds: number;
-            /** Clear Threshold */
+            /**
+             * Clear Threshold
+             * @description the value it must get back past to resolve (hysteresis: not above the threshold of a gt/gte rule, not below that of a lt/lte one); null: the threshold itself
+             * @example 80
+             * @example null
+             */
             clear_threshold?: number | null;
             /**
              * Clear For Seconds
+             * @description seconds the value must stay back past `clear_threshold` before the episode resolves, 0 to 604800
              * @default 0
+             * @example 60
              */
             clear_for_seconds: number;
             /**
              * Severity
+             * @description how urgent its alerts are: info, warning or critical
              * @default warning
+             * @example critical
              * @enum {string}
              */
             severity: "info" | "warning" | "critical";
             /**
              * Interval Seconds
+             * @description the agents' expected interval between samples, in seconds (above 0, at most 3600); no_data waits `no_data_intervals` of them
              * @default 10
+             * @example 10
              */
             interval_seconds: number;
             /**
              * No Data Intervals
+             * @description intervals without a sample after which a no_data rule fires, 1 to 10000
              * @default 3
+             * @example 3
              */
             no_data_intervals: number;
             /**
              * Enabled
+             * @description false: the rule is kept but not evaluated
              * @default true
+             * @example true
              */
             enabled: boolean;
             /**
              * Origin
+             * @description where it comes from: rule (the rules API), threshold (the ChatOps thresholds API) or code (a rule the operator deployed as code)
              * @default rule
+             * @example rule
              * @enum {string}
              */
             origin: "rule" | "threshold" | "code";
             /**
              * Updated At
              * Format: date-time
+             * @description when it was last changed (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             updated_at: string;
         };
@@ -1171,61 +1291,86 @@ export interface components {
              * Id
              * Format: uuid
              * @description the key's id
+             * @example c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1
              */
             id: string;
             /**
              * Server Id
              * Format: uuid
              * @description the server whose agent uses it
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Name
-             * @description a label
+             * @description a label; null: none
+             * @example web-1 agent
+             * @example null
              */
             name: string | null;
             /**
              * Is Active
              * @description false once deactivated or past `expires_at`: the agent is refused
+             * @example true
              */
             is_active: boolean;
             /**
              * Last Used
-             * @description the last time an agent connected with it
+             * @description the last time an agent connected with it (UTC); null: never
+             * @example 2026-01-01T12:00:00Z
+             * @example null
              */
             last_used: string | null;
             /**
              * Expires At
-             * @description when it stops working; null: never
+             * @description when it stops working (UTC); null: never
+             * @example null
+             * @example 2027-01-01T00:00:00Z
              */
             expires_at: string | null;
             /**
              * Created At
              * Format: date-time
-             * @description when it was made
+             * @description when it was made (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
             /**
              * Key
-             * @description the plaintext key (`fpk_...`): returned here once, never again
+             * @description the plaintext key (`fpk_...`): returned here once, never again (only its hash is stored)
+             * @example fpk_3kq9x.Zr8pW2mNvT4yHc6dLs0aQe1uBj5oGf7i
              */
             key: string;
             /**
              * Install Command
              * @description the one-line agent install with this key (docs/agent-install.md); shown once, like the key
+             * @example curl -fsSL https://fleet.example.com/install.sh | sudo sh -s -- --key fpk_3kq9x...
              */
             install_command: string;
         };
-        /** ApiKeyIn */
+        /**
+         * ApiKeyIn
+         * @description A new API key for a server's agent (owner only).
+         */
         ApiKeyIn: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server whose agent will use it
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Name */
+            /**
+             * Name
+             * @description a label, at most 200 characters; null: none
+             * @example web-1 agent
+             */
             name?: string | null;
-            /** Expires At */
+            /**
+             * Expires At
+             * @description when it stops working, with a UTC offset, from 1970 to before 2200; null: never
+             * @example 2027-01-01T00:00:00Z
+             */
             expires_at?: string | null;
         };
         /**
@@ -1243,22 +1388,26 @@ export interface components {
              * Server Id
              * Format: uuid
              * @description the server the key belongs to
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Key Id
              * Format: uuid
              * @description the key's id
+             * @example c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1
              */
             key_id: string;
             /**
              * Name
-             * @description the key's label
+             * @description the key's label; null: none
+             * @example web-1 agent
              */
             name: string | null;
             /**
              * Is Active
              * @description always true here (an inactive key is a 401)
+             * @example true
              */
             is_active: boolean;
         };
@@ -1279,65 +1428,120 @@ export interface components {
              * Id
              * Format: uuid
              * @description the key's id
+             * @example c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1
              */
             id: string;
             /**
              * Server Id
              * Format: uuid
              * @description the server whose agent uses it
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Name
-             * @description a label
+             * @description a label; null: none
+             * @example web-1 agent
+             * @example null
              */
             name: string | null;
             /**
              * Is Active
              * @description false once deactivated or past `expires_at`: the agent is refused
+             * @example true
              */
             is_active: boolean;
             /**
              * Last Used
-             * @description the last time an agent connected with it
+             * @description the last time an agent connected with it (UTC); null: never
+             * @example 2026-01-01T12:00:00Z
+             * @example null
              */
             last_used: string | null;
             /**
              * Expires At
-             * @description when it stops working; null: never
+             * @description when it stops working (UTC); null: never
+             * @example null
+             * @example 2027-01-01T00:00:00Z
              */
             expires_at: string | null;
             /**
              * Created At
              * Format: date-time
-             * @description when it was made
+             * @description when it was made (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
         };
-        /** AuditOut */
+        /**
+         * AuditOut
+         * @description One state-changing request, as the audit trail recorded it.
+         */
         AuditOut: {
-            /** Id */
+            /**
+             * Id
+             * @description the row's id, increasing
+             * @example 1042
+             */
             id: number;
             /**
              * Time
              * Format: date-time
+             * @description when the request was answered (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
-            /** User Id */
+            /**
+             * User Id
+             * @description who made it; null for a request without a signed-in user (a login, a refused token)
+             * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
+             * @example null
+             */
             user_id: string | null;
-            /** Server Id */
+            /**
+             * Server Id
+             * @description the server it concerned; null when none
+             * @example null
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+             */
             server_id: string | null;
-            /** Method */
+            /**
+             * Method
+             * @description the HTTP method
+             * @example POST
+             */
             method: string;
-            /** Path */
+            /**
+             * Path
+             * @description the request's path
+             * @example /api/v1/auth/login/json
+             */
             path: string;
-            /** Action */
+            /**
+             * Action
+             * @description the operation's name (its route: `login_json`, `set_command_settings`...)
+             * @example login_json
+             */
             action: string;
-            /** Status */
+            /**
+             * Status
+             * @description the HTTP status it was answered with
+             * @example 200
+             */
             status: number;
-            /** Client */
+            /**
+             * Client
+             * @description the client's address; null when unknown
+             * @example 203.0.113.7
+             */
             client: string | null;
-            /** Detail */
+            /**
+             * Detail
+             * @description the operation's particulars (never a password or a key); {} when none
+             * @example {
+             *       "email": "ada@example.com"
+             *     }
+             */
             detail: {
                 [key: string]: unknown;
             };
@@ -1349,7 +1553,7 @@ export interface components {
         AuditPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["AuditOut"][];
             /**
@@ -1359,117 +1563,222 @@ export interface components {
              */
             next_cursor: string | null;
         };
-        /** BacktestIn */
+        /**
+         * BacktestIn
+         * @description A rule replayed over stored history: what it would have fired.
+         */
         BacktestIn: {
             /**
              * Start
              * Format: date-time
+             * @description the replay's start, inclusive, with a UTC offset
+             * @example 2026-01-01T00:00:00Z
              */
             start: string;
             /**
              * End
              * Format: date-time
+             * @description the replay's end, exclusive, after `start`
+             * @example 2026-01-01T12:00:00Z
              */
             end: string;
+            /** @description the unsaved rule to replay (`POST /alerts/backtest`); left out on `/alerts/rules/{rule_id}/backtest`, which replays the stored rule */
             rule?: components["schemas"]["RuleIn"] | null;
         };
-        /** BacktestOut */
+        /**
+         * BacktestOut
+         * @description What the rule would have fired over the range.
+         */
         BacktestOut: {
+            /** @description the rule replayed */
             rule: components["schemas"]["AlertRule"];
             /**
              * Start
              * Format: date-time
+             * @description the range's start (UTC)
+             * @example 2026-01-01T00:00:00Z
              */
             start: string;
             /**
              * End
              * Format: date-time
+             * @description the range's end (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             end: string;
-            /** Servers */
+            /**
+             * Servers
+             * @description the servers replayed (the rule's server, or its owner's servers, at most the API's `backtest_max_servers` setting)
+             * @example [
+             *       "3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65"
+             *     ]
+             */
             servers: string[];
-            /** Episodes */
+            /**
+             * Episodes
+             * @description the episodes it would have produced, in time order
+             */
             episodes: components["schemas"]["Episode"][];
         };
         /** Body_login_api_v1_auth_login_post */
         Body_login_api_v1_auth_login_post: {
-            /** Grant Type */
+            /**
+             * Grant Type
+             * @description `password`, or left out
+             * @example password
+             */
             grant_type?: string | null;
-            /** Username */
+            /**
+             * Username
+             * @description the account's e-mail address (case-insensitive)
+             * @example ada@example.com
+             */
             username: string;
             /**
              * Password
              * Format: password
+             * @description the account's password
+             * @example correct horse battery
              */
             password: string;
             /**
              * Scope
+             * @description OAuth2 scopes, space-separated; ignored
              * @default
+             * @example
              */
             scope: string;
-            /** Client Id */
+            /**
+             * Client Id
+             * @description an OAuth2 client id; ignored
+             * @example null
+             */
             client_id?: string | null;
             /**
              * Client Secret
              * Format: password
+             * @description an OAuth2 client secret; ignored
+             * @example null
              */
             client_secret?: string | null;
         };
-        /** ChannelIn */
+        /**
+         * ChannelIn
+         * @description A notification channel: where the owner's alerts are sent.
+         */
         ChannelIn: {
-            /** Name */
+            /**
+             * Name
+             * @description a name for the channel, 1 to 200 characters
+             * @example on-call webhook
+             */
             name: string;
             /**
              * Kind
+             * @description webhook: a signed JSON POST; slack: a Slack incoming-webhook message
+             * @example webhook
              * @enum {string}
              */
             kind: "webhook" | "slack";
-            /** Url */
+            /**
+             * Url
+             * @description where alerts are POSTed: an absolute http(s) URL with a host, 8 to 2048 characters
+             * @example https://hooks.example.com/fleetpulse
+             */
             url: string;
-            /** Secret */
+            /**
+             * Secret
+             * @description signs each webhook body (HMAC-SHA256, 1 to 512 characters); write-only: answers show only `has_secret`; null or left out: unsigned
+             * @example s3cr3t-signing-key
+             */
             secret?: string | null;
-            /** Server Id */
+            /**
+             * Server Id
+             * @description only alerts of this server; null: every server of the owner
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+             */
             server_id?: string | null;
-            /** Rule Id */
+            /**
+             * Rule Id
+             * @description only alerts of this rule; null: every rule
+             * @example null
+             */
             rule_id?: string | null;
             /**
              * Enabled
+             * @description false: nothing is sent to it
              * @default true
+             * @example true
              */
             enabled: boolean;
         };
-        /** ChannelOut */
+        /**
+         * ChannelOut
+         * @description A notification channel, without its secret.
+         */
         ChannelOut: {
             /**
              * Id
              * Format: uuid
+             * @description the channel's id
+             * @example 7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d
              */
             id: string;
-            /** Name */
+            /**
+             * Name
+             * @description its name
+             * @example on-call webhook
+             */
             name: string;
             /**
              * Kind
+             * @description webhook: a signed JSON POST; slack: a Slack incoming-webhook message
+             * @example webhook
              * @enum {string}
              */
             kind: "webhook" | "slack";
-            /** Url */
+            /**
+             * Url
+             * @description where alerts are POSTed
+             * @example https://hooks.example.com/fleetpulse
+             */
             url: string;
-            /** Has Secret */
+            /**
+             * Has Secret
+             * @description whether bodies are signed (the secret is never answered)
+             * @example true
+             */
             has_secret: boolean;
-            /** Server Id */
+            /**
+             * Server Id
+             * @description only alerts of this server; null: every server of the owner
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+             */
             server_id: string | null;
-            /** Rule Id */
+            /**
+             * Rule Id
+             * @description only alerts of this rule; null: every rule
+             * @example null
+             */
             rule_id: string | null;
-            /** Enabled */
+            /**
+             * Enabled
+             * @description false: nothing is sent to it
+             * @example true
+             */
             enabled: boolean;
             /**
              * Created At
              * Format: date-time
+             * @description when it was made (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
             /**
              * Updated At
              * Format: date-time
+             * @description when it was last changed (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             updated_at: string;
         };
@@ -1480,7 +1789,7 @@ export interface components {
         ChannelPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["ChannelOut"][];
             /**
@@ -1490,13 +1799,28 @@ export interface components {
              */
             next_cursor: string | null;
         };
-        /** ChannelTestOut */
+        /**
+         * ChannelTestOut
+         * @description The outcome of one test message sent to the channel.
+         */
         ChannelTestOut: {
-            /** Delivered */
+            /**
+             * Delivered
+             * @description true: the receiver answered 2xx
+             * @example true
+             */
             delivered: boolean;
-            /** Status Code */
+            /**
+             * Status Code
+             * @description the receiver's HTTP status; null when none answered (refused, timed out)
+             * @example 200
+             */
             status_code: number | null;
-            /** Error */
+            /**
+             * Error
+             * @description why it was not delivered; null when it was
+             * @example null
+             */
             error: string | null;
         };
         /**
@@ -1505,57 +1829,134 @@ export interface components {
          *     (no signing, every server, every rule).
          */
         ChannelUpdate: {
-            /** Name */
+            /**
+             * Name
+             * @description a name for the channel, 1 to 200 characters
+             * @example on-call webhook
+             */
             name?: string | null;
-            /** Kind */
+            /**
+             * Kind
+             * @description webhook: a signed JSON POST; slack: a Slack incoming-webhook message
+             * @example slack
+             */
             kind?: ("webhook" | "slack") | null;
-            /** Url */
+            /**
+             * Url
+             * @description where alerts are POSTed: an absolute http(s) URL with a host, 8 to 2048 characters
+             * @example https://hooks.slack.com/services/T000/B000/XXXX
+             */
             url?: string | null;
-            /** Secret */
+            /**
+             * Secret
+             * @description signs each webhook body (HMAC-SHA256, 1 to 512 characters); write-only: answers show only `has_secret`; null: unsigned from now on
+             * @example null
+             */
             secret?: string | null;
-            /** Server Id */
+            /**
+             * Server Id
+             * @description only alerts of this server; null: every server of the owner
+             * @example null
+             */
             server_id?: string | null;
-            /** Rule Id */
+            /**
+             * Rule Id
+             * @description only alerts of this rule; null: every rule
+             * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+             */
             rule_id?: string | null;
-            /** Enabled */
+            /**
+             * Enabled
+             * @description false: nothing is sent to it
+             * @example false
+             */
             enabled?: boolean | null;
         };
-        /** CommandHistoryOut */
+        /**
+         * CommandHistoryOut
+         * @description One command, container action or log fetch asked of the server, and its result.
+         */
         CommandHistoryOut: {
             /**
              * Command Id
              * Format: uuid
+             * @description the command's id (its row in the command history)
+             * @example 0d1c2b3a-4f5e-4d6c-9b7a-8f9e0d1c2b3a
              */
             command_id: string;
             /**
              * Server Id
              * Format: uuid
+             * @description the server it ran on
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Requested By */
+            /**
+             * Requested By
+             * @description the user who asked; null once that account is deleted
+             * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
+             */
             requested_by: string | null;
-            /** Action */
+            /**
+             * Action
+             * @description what was asked: `shell` (a command), or a container's `start`, `stop`, `restart` or `logs`
+             * @example shell
+             */
             action: string;
-            /** Command */
+            /**
+             * Command
+             * @description the command line; null for a container action
+             * @example uptime
+             */
             command: string | null;
-            /** Container Id */
+            /**
+             * Container Id
+             * @description the container; null for a command
+             * @example null
+             */
             container_id: string | null;
             /**
              * Requested At
              * Format: date-time
+             * @description when it was asked (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             requested_at: string;
-            /** Success */
+            /**
+             * Success
+             * @description whether it succeeded; null while no result came back
+             * @example true
+             */
             success: boolean | null;
-            /** Exit Code */
+            /**
+             * Exit Code
+             * @description the process's exit code (-2147483648 to 2147483647); null when it did not run or did not end
+             * @example 0
+             */
             exit_code: number | null;
-            /** Duration Ms */
+            /**
+             * Duration Ms
+             * @description how long it ran, in milliseconds; null when it did not run
+             * @example 12
+             */
             duration_ms: number | null;
-            /** Output */
+            /**
+             * Output
+             * @description its standard output, at most 1048576 characters; null when none came back
+             * @example 12:00:00 up 3 days,  load average: 0.10
+             */
             output: string | null;
-            /** Error */
+            /**
+             * Error
+             * @description why it failed; null when it did not (or has no result yet)
+             * @example null
+             */
             error: string | null;
-            /** Finished At */
+            /**
+             * Finished At
+             * @description when its result came back (UTC); null while none did (timed out, or running)
+             * @example 2026-01-01T12:00:01Z
+             */
             finished_at: string | null;
         };
         /**
@@ -1565,7 +1966,7 @@ export interface components {
         CommandHistoryPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["CommandHistoryOut"][];
             /**
@@ -1575,108 +1976,249 @@ export interface components {
              */
             next_cursor: string | null;
         };
-        /** CommandIn */
+        /**
+         * CommandIn
+         * @description A command to run on the server's agent (commands enabled, allowlisted, operator or owner).
+         */
         CommandIn: {
-            /** Command */
+            /**
+             * Command
+             * @description the command line, 1 to 65536 characters: words and quotes, no shell operators (the grammar is in docs/api.md); matched against the server's allowlist
+             * @example systemctl status nginx
+             */
             command: string;
-            /** Timeout Seconds */
+            /**
+             * Timeout Seconds
+             * @description seconds to wait for its result, at most 3600; null: the API's `command_timeout_seconds` setting
+             * @example 30
+             */
             timeout_seconds?: number | null;
         };
-        /** CommandOut */
+        /**
+         * CommandOut
+         * @description A command's result, as the agent reported it.
+         */
         CommandOut: {
             /**
              * Command Id
              * Format: uuid
+             * @description the command's id (its row in the command history)
+             * @example 0d1c2b3a-4f5e-4d6c-9b7a-8f9e0d1c2b3a
              */
             command_id: string;
-            /** Success */
+            /**
+             * Success
+             * @description true: it ran and exited 0
+             * @example true
+             */
             success: boolean;
-            /** Output */
+            /**
+             * Output
+             * @description its standard output, at most 1048576 characters; null when none came back
+             * @example nginx.service - active (running)
+             */
             output: string | null;
-            /** Error */
+            /**
+             * Error
+             * @description why it failed (its standard error, or the agent's reason); null on success
+             * @example null
+             */
             error: string | null;
-            /** Exit Code */
+            /**
+             * Exit Code
+             * @description the process's exit code (-2147483648 to 2147483647); null when it did not run or did not end
+             * @example 0
+             */
             exit_code: number | null;
-            /** Duration Ms */
+            /**
+             * Duration Ms
+             * @description how long it ran, in milliseconds; null when it did not run
+             * @example 42
+             */
             duration_ms: number | null;
         };
-        /** CommandSettingsIn */
+        /**
+         * CommandSettingsIn
+         * @description The remote-command switch of a server (owner only; audited).
+         */
         CommandSettingsIn: {
-            /** Commands Enabled */
+            /**
+             * Commands Enabled
+             * @description true: the server's operators and owners may run commands on it
+             * @example true
+             */
             commands_enabled: boolean;
-            /** Command Allowlist */
+            /**
+             * Command Allowlist
+             * @description regular expressions a command must match in full, at most 100 of at most 500 characters; empty or left out: any command
+             * @example [
+             *       "uptime",
+             *       "systemctl status .*"
+             *     ]
+             */
             command_allowlist?: string[];
         };
-        /** ContainerOut */
+        /**
+         * ContainerOut
+         * @description One Docker container of the newest sample.
+         */
         ContainerOut: {
-            /** Id */
+            /**
+             * Id
+             * @description the container's id
+             * @example 4f2a9c1b7e3d
+             */
             id: string;
-            /** Name */
+            /**
+             * Name
+             * @description its name
+             * @example web
+             */
             name: string;
-            /** Image */
+            /**
+             * Image
+             * @description its image; null: not reported
+             * @example nginx:1.27
+             */
             image: string | null;
-            /** State */
+            /**
+             * State
+             * @description Docker's state (`running`, `exited`...); null: not reported
+             * @example running
+             */
             state: string | null;
-            /** Status */
+            /**
+             * Status
+             * @description Docker's status line; null: not reported
+             * @example Up 2 hours
+             */
             status: string | null;
-            /** Cpu Percent */
+            /**
+             * Cpu Percent
+             * @description its CPU use in percent of one core; null: not reported (a stopped container)
+             * @example 0.8
+             */
             cpu_percent: number | null;
-            /** Memory Bytes */
+            /**
+             * Memory Bytes
+             * @description its memory use in bytes; null: not reported
+             * @example 73400320
+             */
             memory_bytes: number | null;
         };
-        /** ContainersOut */
+        /**
+         * ContainersOut
+         * @description The server's Docker containers, from its newest sample that has them.
+         */
         ContainersOut: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Time
              * Format: date-time
+             * @description the time of the sample the list comes from (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
-            /** Containers */
+            /**
+             * Containers
+             * @description its containers
+             */
             containers: components["schemas"]["ContainerOut"][];
         };
-        /** DiskOut */
+        /**
+         * DiskOut
+         * @description One mounted file system of the sample.
+         */
         DiskOut: {
-            /** Mount */
+            /**
+             * Mount
+             * @description its mount point, at most 256 characters
+             * @example /var
+             */
             mount: string;
-            /** Total Bytes */
+            /**
+             * Total Bytes
+             * @description its size, in bytes
+             * @example 107374182400
+             */
             total_bytes: number;
-            /** Used Bytes */
+            /**
+             * Used Bytes
+             * @description bytes in use
+             * @example 78383153152
+             */
             used_bytes: number;
-            /** Free Bytes */
+            /**
+             * Free Bytes
+             * @description bytes free
+             * @example 28991029248
+             */
             free_bytes: number;
-            /** Percent */
+            /**
+             * Percent
+             * @description how full it is, percent (0 to 100)
+             * @example 73
+             */
             percent: number;
         };
-        /** DockerActionOut */
+        /**
+         * DockerActionOut
+         * @description The outcome of a container start, stop or restart.
+         */
         DockerActionOut: {
             /**
              * Command Id
              * Format: uuid
+             * @description the command's id (its row in the command history)
+             * @example 0d1c2b3a-4f5e-4d6c-9b7a-8f9e0d1c2b3a
              */
             command_id: string;
             /**
              * Status
+             * @description whether Docker did it
+             * @example success
              * @enum {string}
              */
             status: "success" | "error";
-            /** Message */
+            /**
+             * Message
+             * @description Docker's or the agent's message (the reason of an error); null when none
+             * @example null
+             */
             message: string | null;
         };
-        /** DockerLogsOut */
+        /**
+         * DockerLogsOut
+         * @description The last lines of a container's logs, fetched by the agent.
+         */
         DockerLogsOut: {
             /**
              * Command Id
              * Format: uuid
+             * @description the command's id (its row in the command history)
+             * @example 0d1c2b3a-4f5e-4d6c-9b7a-8f9e0d1c2b3a
              */
             command_id: string;
-            /** Container Id */
+            /**
+             * Container Id
+             * @description the container
+             * @example 4f2a9c1b7e3d
+             */
             container_id: string;
-            /** Logs */
+            /**
+             * Logs
+             * @description its last lines (`tail` of them at most), oldest first
+             * @example [
+             *       "GET / 200",
+             *       "GET /health 200"
+             *     ]
+             */
             logs: string[];
         };
         /**
@@ -1687,165 +2229,362 @@ export interface components {
             /**
              * Episode Id
              * Format: uuid
+             * @description the id the live engine gives the same episode
+             * @example 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
              */
             episode_id: string;
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Subject */
+            /**
+             * Subject
+             * @description the mount or interface of a disk or network episode; null for the others
+             * @example null
+             */
             subject: string | null;
             /**
              * Started At
              * Format: date-time
+             * @description when the condition began to hold (UTC)
+             * @example 2026-01-01T11:55:00Z
              */
             started_at: string;
             /**
              * Fired At
              * Format: date-time
+             * @description when it would have fired (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             fired_at: string;
-            /** Fired Value */
+            /**
+             * Fired Value
+             * @description the value that fired it; null for no_data
+             * @example 93.5
+             */
             fired_value: number | null;
-            /** Resolved At */
+            /**
+             * Resolved At
+             * @description when it would have resolved (UTC); null: still firing at the end of the range
+             * @example null
+             */
             resolved_at: string | null;
-            /** Resolved Value */
+            /**
+             * Resolved Value
+             * @description the value that resolved it; null while firing, or for no_data
+             * @example null
+             */
             resolved_value: number | null;
         };
-        /** FleetAlertsOut */
+        /**
+         * FleetAlertsOut
+         * @description The server's firing alerts.
+         */
         FleetAlertsOut: {
-            /** Firing */
+            /**
+             * Firing
+             * @description how many of its alert episodes are firing now
+             * @example 1
+             */
             firing: number;
-            /** Max Severity */
+            /**
+             * Max Severity
+             * @description the highest severity among them; null when none fires
+             * @example critical
+             * @example null
+             */
             max_severity: ("info" | "warning" | "critical") | null;
         };
-        /** FleetOut */
+        /**
+         * FleetOut
+         * @description Every server the caller sees (filtered by `tag`), by name, with its newest figures.
+         */
         FleetOut: {
             /**
              * Generated At
              * Format: date-time
+             * @description when the summary was read (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             generated_at: string;
-            /** Servers */
+            /**
+             * Servers
+             * @description the servers, by name
+             */
             servers: components["schemas"]["FleetServerOut"][];
-            /** Truncated */
+            /**
+             * Truncated
+             * @description true: more servers matched than the API's `fleet_max_servers` setting; the first ones by name are here
+             * @example false
+             */
             truncated: boolean;
         };
-        /** FleetServerOut */
+        /**
+         * FleetServerOut
+         * @description One server of the fleet page, with its newest figures.
+         */
         FleetServerOut: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server's id
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Name */
+            /**
+             * Name
+             * @description its name
+             * @example web-1
+             */
             name: string;
-            /** Tags */
+            /**
+             * Tags
+             * @description its labels
+             * @example [
+             *       "prod",
+             *       "eu"
+             *     ]
+             */
             tags: string[];
             /**
              * Role
+             * @description the caller's role on it
+             * @example owner
              * @enum {string}
              */
             role: "viewer" | "operator" | "owner";
             /**
              * Status
+             * @description online while its agent reports, offline or stale after, unknown before the first report
+             * @example online
              * @enum {string}
              */
             status: "online" | "offline" | "stale" | "unknown";
-            /** Last Seen */
+            /**
+             * Last Seen
+             * @description the last time its agent was heard (UTC); null if never
+             * @example 2026-01-01T12:00:00Z
+             */
             last_seen: string | null;
-            /** Sample Time */
+            /**
+             * Sample Time
+             * @description the time of its newest stored sample (UTC); this and the figures below are null when it never sent one
+             * @example 2026-01-01T12:00:00Z
+             */
             sample_time: string | null;
-            /** Cpu Percent */
+            /**
+             * Cpu Percent
+             * @description CPU use of that sample, percent (0 to 100)
+             * @example 12.5
+             */
             cpu_percent: number | null;
-            /** Memory Percent */
+            /**
+             * Memory Percent
+             * @description memory use of that sample, percent (0 to 100)
+             * @example 41.5
+             */
             memory_percent: number | null;
-            /** Disk Percent */
+            /**
+             * Disk Percent
+             * @description how full the fullest disk of that sample is, percent (0 to 100)
+             * @example 73
+             */
             disk_percent: number | null;
-            /** Disk Mount */
+            /**
+             * Disk Mount
+             * @description that disk's mount point
+             * @example /var
+             */
             disk_mount: string | null;
+            /** @description the last minutes of CPU and memory, for the row's sparkline */
             spark: components["schemas"]["SparkOut"];
+            /** @description its firing alerts */
             alerts: components["schemas"]["FleetAlertsOut"];
         };
-        /** InterfaceOut */
+        /**
+         * InterfaceOut
+         * @description One network interface of the sample: counters since its boot, as the agent read them.
+         */
         InterfaceOut: {
-            /** Interface */
+            /**
+             * Interface
+             * @description its name, at most 256 characters
+             * @example eth0
+             */
             interface: string;
-            /** Bytes Sent */
+            /**
+             * Bytes Sent
+             * @description bytes sent since boot
+             * @example 987654321
+             */
             bytes_sent: number;
-            /** Bytes Recv */
+            /**
+             * Bytes Recv
+             * @description bytes received since boot
+             * @example 1234567890
+             */
             bytes_recv: number;
-            /** Packets Sent */
+            /**
+             * Packets Sent
+             * @description packets sent since boot; null: not reported
+             * @example 812345
+             */
             packets_sent: number | null;
-            /** Packets Recv */
+            /**
+             * Packets Recv
+             * @description packets received since boot; null: not reported
+             * @example 923456
+             */
             packets_recv: number | null;
-            /** Errors In */
+            /**
+             * Errors In
+             * @description receive errors since boot; null: not reported
+             * @example 0
+             */
             errors_in: number | null;
-            /** Errors Out */
+            /**
+             * Errors Out
+             * @description send errors since boot; null: not reported
+             * @example 0
+             */
             errors_out: number | null;
         };
-        /** LatestOut */
+        /**
+         * LatestOut
+         * @description The server's newest stored sample.
+         */
         LatestOut: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Time
              * Format: date-time
+             * @description when the agent took the sample (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
             /**
              * Received At
              * Format: date-time
+             * @description when ingest received it (UTC)
+             * @example 2026-01-01T12:00:00.150Z
              */
             received_at: string;
-            /** Cpu Percent */
+            /**
+             * Cpu Percent
+             * @description CPU use, percent of all cores (0 to 100)
+             * @example 12.5
+             */
             cpu_percent: number;
-            /** Memory Percent */
+            /**
+             * Memory Percent
+             * @description memory use, percent (0 to 100)
+             * @example 41.5
+             */
             memory_percent: number;
-            /** Memory Total Bytes */
+            /**
+             * Memory Total Bytes
+             * @description the host's memory, in bytes; null: not reported
+             * @example 8589934592
+             */
             memory_total_bytes: number | null;
-            /** Memory Used Bytes */
+            /**
+             * Memory Used Bytes
+             * @description memory in use, in bytes; null: not reported
+             * @example 3564822528
+             */
             memory_used_bytes: number | null;
-            /** Load1 */
+            /**
+             * Load1
+             * @description the 1-minute load average; null: not reported
+             * @example 0.42
+             */
             load1: number | null;
-            /** Load5 */
+            /**
+             * Load5
+             * @description the 5-minute load average; null: not reported
+             * @example 0.38
+             */
             load5: number | null;
-            /** Load15 */
+            /**
+             * Load15
+             * @description the 15-minute load average; null: not reported
+             * @example 0.3
+             */
             load15: number | null;
-            /** Uptime Seconds */
+            /**
+             * Uptime Seconds
+             * @description seconds since the host booted; null: not reported
+             * @example 259200
+             */
             uptime_seconds: number | null;
-            /** Cpu Cores */
+            /**
+             * Cpu Cores
+             * @description logical CPU cores; null: not reported
+             * @example 4
+             */
             cpu_cores: number | null;
-            /** Disks */
+            /**
+             * Disks
+             * @description its mounted file systems, by mount point
+             */
             disks: components["schemas"]["DiskOut"][];
-            /** Interfaces */
+            /**
+             * Interfaces
+             * @description its network interfaces, by name
+             */
             interfaces: components["schemas"]["InterfaceOut"][];
         };
-        /** LogOut */
+        /**
+         * LogOut
+         * @description One log entry an agent shipped.
+         */
         LogOut: {
             /**
              * Time
              * Format: date-time
+             * @description when it was logged, as the agent read it (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
             /**
              * Entry Id
              * Format: uuid
+             * @description its id, derived from the server, time, source, text and position, so a replayed entry is stored once
+             * @example 6d5c4b3a-2f1e-4d0c-9b8a-7f6e5d4c3b2a
              */
             entry_id: string;
-            /** Level */
+            /**
+             * Level
+             * @description its level: DEBUG, INFO, WARNING, ERROR or CRITICAL
+             * @example ERROR
+             */
             level: string;
-            /** Source */
+            /**
+             * Source
+             * @description where it came from (a file, a journal unit); null: not reported
+             * @example nginx
+             */
             source: string | null;
-            /** Message */
+            /**
+             * Message
+             * @description the message, at most 65536 characters
+             * @example upstream timed out
+             */
             message: string;
             /**
              * Received At
              * Format: date-time
+             * @description when ingest received it (UTC)
+             * @example 2026-01-01T12:00:00.150Z
              */
             received_at: string;
         };
@@ -1856,7 +2595,7 @@ export interface components {
         LogPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["LogOut"][];
             /**
@@ -1866,182 +2605,370 @@ export interface components {
              */
             next_cursor: string | null;
         };
-        /** LoginIn */
+        /**
+         * LoginIn
+         * @description A login with e-mail and password (the JSON form of `POST /auth/login`).
+         */
         LoginIn: {
-            /** Email */
+            /**
+             * Email
+             * @description the account's e-mail address (case-insensitive)
+             * @example ada@example.com
+             */
             email: string;
-            /** Password */
+            /**
+             * Password
+             * @description the account's password
+             * @example correct horse battery
+             */
             password: string;
         };
-        /** PasswordChangeIn */
+        /**
+         * PasswordChangeIn
+         * @description A password change: every refresh token of the account is revoked.
+         */
         PasswordChangeIn: {
-            /** Current Password */
+            /**
+             * Current Password
+             * @description the password in use now
+             * @example correct horse battery
+             */
             current_password: string;
-            /** New Password */
+            /**
+             * New Password
+             * @description the new password, 8 to 256 characters
+             * @example a longer passphrase, 2026
+             */
             new_password: string;
         };
-        /** Point */
+        /**
+         * Point
+         * @description One sample, or one bucket of samples.
+         */
         Point: {
             /**
              * Time
              * Format: date-time
+             * @description the sample's time, or the bucket's start (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
-            /** Value */
+            /**
+             * Value
+             * @description the sample's value, or the bucket's mean, in the metric's unit (percent 0 to 100, bytes, or a load average); null: the sample did not report it
+             * @example 12.5
+             */
             value: number | null;
-            /** Min */
+            /**
+             * Min
+             * @description the bucket's lowest value; null for a raw sample
+             * @example 3
+             */
             min?: number | null;
-            /** Max */
+            /**
+             * Max
+             * @description the bucket's highest value; null for a raw sample
+             * @example 48
+             */
             max?: number | null;
-            /** Samples */
+            /**
+             * Samples
+             * @description how many samples the bucket holds; null for a raw sample
+             * @example 6
+             */
             samples?: number | null;
         };
-        /** ProcessOut */
+        /**
+         * ProcessOut
+         * @description One process of the newest process sample.
+         */
         ProcessOut: {
-            /** Pid */
+            /**
+             * Pid
+             * @description its process id
+             * @example 1234
+             */
             pid: number;
-            /** Name */
+            /**
+             * Name
+             * @description its name, at most 256 characters
+             * @example nginx
+             */
             name: string;
-            /** User */
+            /**
+             * User
+             * @description the user it runs as; null: not reported
+             * @example www-data
+             */
             user?: string | null;
-            /** Status */
+            /**
+             * Status
+             * @description its state (`running`, `sleeping`...); null: not reported
+             * @example sleeping
+             */
             status?: string | null;
-            /** Cpu Percent */
+            /**
+             * Cpu Percent
+             * @description its CPU use in percent of one core (above 100 on several); null: not reported
+             * @example 2.5
+             */
             cpu_percent?: number | null;
-            /** Memory Percent */
+            /**
+             * Memory Percent
+             * @description its resident memory in percent of the host's memory; null: not reported
+             * @example 1.2
+             */
             memory_percent?: number | null;
-            /** Memory Rss Bytes */
+            /**
+             * Memory Rss Bytes
+             * @description its resident set size in bytes; null: not reported
+             * @example 52428800
+             */
             memory_rss_bytes?: number | null;
         };
-        /** ProcessesOut */
+        /**
+         * ProcessesOut
+         * @description The newest process sample of the server.
+         */
         ProcessesOut: {
-            /** Timestamp */
+            /**
+             * Timestamp
+             * @description the time of the sample the list comes from (UTC); null: none was ever sent
+             * @example 2026-01-01T12:00:00Z
+             */
             timestamp: string | null;
-            /** Processes */
+            /**
+             * Processes
+             * @description its processes, as the agent sent them (empty when none)
+             */
             processes: components["schemas"]["ProcessOut"][];
         };
-        /** RatePoint */
+        /**
+         * RatePoint
+         * @description Transfer rates of one interface at one time, or over one bucket.
+         */
         RatePoint: {
             /**
              * Time
              * Format: date-time
+             * @description the sample's time, or the bucket's start (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             time: string;
-            /** Sent Per Second */
+            /**
+             * Sent Per Second
+             * @description bytes sent per second since the previous sample (a bucket's mean); null: no rate (the first sample, or a counter reset)
+             * @example 15360
+             */
             sent_per_second: number | null;
-            /** Recv Per Second */
+            /**
+             * Recv Per Second
+             * @description bytes received per second, likewise; null: no rate
+             * @example 40960
+             */
             recv_per_second: number | null;
         };
-        /** RateSeries */
+        /**
+         * RateSeries
+         * @description One interface's transfer rates over a range, oldest point first.
+         */
         RateSeries: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Interface */
+            /**
+             * Interface
+             * @description the network interface
+             * @example eth0
+             */
             interface: string;
             /**
              * Resolution
+             * @description raw: the samples as stored; 1m, 1h: buckets of one minute, one hour (`resolution=auto` picks the finest that fits)
+             * @example raw
              * @enum {string}
              */
             resolution: "raw" | "1m" | "1h";
             /**
              * Start
              * Format: date-time
+             * @description the range's start, inclusive (UTC)
+             * @example 2026-01-01T11:00:00Z
              */
             start: string;
             /**
              * End
              * Format: date-time
+             * @description the range's end, exclusive (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             end: string;
-            /** Points */
+            /**
+             * Points
+             * @description its points, oldest first, at most the API's `history_max_points` setting
+             */
             points: components["schemas"]["RatePoint"][];
         };
-        /** RefreshIn */
+        /**
+         * RefreshIn
+         * @description A refresh token to exchange (or, at logout, to revoke).
+         */
         RefreshIn: {
-            /** Refresh Token */
+            /**
+             * Refresh Token
+             * @description the `refresh_token` of the last Token answer; usable once (they rotate)
+             * @example eyJhbGciOiJIUzI1NiJ9.e30.sig2
+             */
             refresh_token: string;
         };
-        /** RegisterIn */
+        /**
+         * RegisterIn
+         * @description A new account; the answer logs it in.
+         */
         RegisterIn: {
-            /** Email */
+            /**
+             * Email
+             * @description the e-mail address to log in with, at most 320 characters, unique (case-insensitive)
+             * @example ada@example.com
+             */
             email: string;
-            /** Username */
+            /**
+             * Username
+             * @description a user name, unique (case-insensitive): letters, digits and `.@+-_`
+             * @example ada
+             */
             username: string;
-            /** Full Name */
+            /**
+             * Full Name
+             * @description the name to show, at most 200 characters; null or left out: none
+             * @example Ada Lovelace
+             */
             full_name?: string | null;
-            /** Password */
+            /**
+             * Password
+             * @description 8 to 256 characters; stored as a hash only
+             * @example correct horse battery
+             */
             password: string;
-            /** Password Confirm */
+            /**
+             * Password Confirm
+             * @description the password again; a 422 when the two differ
+             * @example correct horse battery
+             */
             password_confirm: string;
         };
-        /** RuleIn */
+        /**
+         * RuleIn
+         * @description An alert rule to create or replace (the owner is the caller).
+         */
         RuleIn: {
-            /** Server Id */
+            /**
+             * Server Id
+             * @description the one server it watches; null: every server of its owner (the operator role there is needed)
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+             */
             server_id?: string | null;
-            /** Name */
+            /**
+             * Name
+             * @description a name for it, 1 to 200 characters
+             * @example CPU high
+             */
             name: string;
             /**
              * Metric
+             * @description what it watches: cpu, memory, disk (percent), net_rx, net_tx (bytes/s of one interface), load1, load5, load15 (load averages), or no_data (a server that stopped sending)
+             * @example cpu
              * @enum {string}
              */
             metric: "cpu" | "memory" | "disk" | "net_rx" | "net_tx" | "load1" | "load5" | "load15" | "no_data";
-            /** Subject */
+            /**
+             * Subject
+             * @description for disk, net_rx and net_tx only: one mount or interface (at most 512 characters); null: each mount or interface on its own
+             * @example null
+             */
             subject?: string | null;
             /**
              * Comparison
+             * @description how a value is compared with the threshold: gt (>), gte (>=), lt (<), lte (<=)
              * @default gt
+             * @example gt
              * @enum {string}
              */
             comparison: "gt" | "gte" | "lt" | "lte";
             /**
              * Threshold
+             * @description the value the condition compares with, in the metric's unit (percent 0 to 100 for cpu, memory and disk); unused by no_data
              * @default 0
+             * @example 90
              */
             threshold: number;
             /**
              * For Seconds
+             * @description seconds the condition must hold before the rule fires, 0 to 604800; 0: on the first breaching sample
              * @default 0
+             * @example 300
              */
             for_seconds: number;
-            /** Clear Threshold */
+            /**
+             * Clear Threshold
+             * @description the value it must get back past to resolve (hysteresis: not above the threshold of a gt/gte rule, not below that of a lt/lte one); null: the threshold itself
+             * @example 80
+             */
             clear_threshold?: number | null;
             /**
              * Clear For Seconds
+             * @description seconds the value must stay back past `clear_threshold` before the episode resolves, 0 to 604800
              * @default 0
+             * @example 60
              */
             clear_for_seconds: number;
             /**
              * Severity
+             * @description how urgent its alerts are: info, warning or critical
              * @default warning
+             * @example critical
              * @enum {string}
              */
             severity: "info" | "warning" | "critical";
             /**
              * Interval Seconds
+             * @description the agents' expected interval between samples, in seconds (above 0, at most 3600); no_data waits `no_data_intervals` of them
              * @default 10
+             * @example 10
              */
             interval_seconds: number;
             /**
              * No Data Intervals
+             * @description intervals without a sample after which a no_data rule fires, 1 to 10000
              * @default 3
+             * @example 3
              */
             no_data_intervals: number;
             /**
              * Enabled
+             * @description false: the rule is kept but not evaluated
              * @default true
+             * @example true
              */
             enabled: boolean;
         };
-        /** RuleOut */
+        /**
+         * RuleOut
+         * @description A stored alert rule.
+         */
         RuleOut: {
             /**
              * Id
              * Format: uuid
+             * @description the rule's id (the same as `rule.rule_id`)
+             * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
              */
             id: string;
+            /** @description the rule as the alert engine evaluates it */
             rule: components["schemas"]["AlertRule"];
         };
         /**
@@ -2051,7 +2978,7 @@ export interface components {
         RulePage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["RuleOut"][];
             /**
@@ -2061,46 +2988,93 @@ export interface components {
              */
             next_cursor: string | null;
         };
-        /** Series */
+        /**
+         * Series
+         * @description One metric of one server over a range, oldest point first.
+         */
         Series: {
             /**
              * Server Id
              * Format: uuid
+             * @description the server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
-            /** Metric */
+            /**
+             * Metric
+             * @description the metric: a `metric` of `/history`, or `disk:<mount>:<metric>` for a disk
+             * @example cpu_percent
+             * @example disk:/var:percent
+             */
             metric: string;
             /**
              * Resolution
+             * @description raw: the samples as stored; 1m, 1h: buckets of one minute, one hour (`resolution=auto` picks the finest that fits)
+             * @example 1m
              * @enum {string}
              */
             resolution: "raw" | "1m" | "1h";
             /**
              * Start
              * Format: date-time
+             * @description the range's start, inclusive (UTC)
+             * @example 2026-01-01T11:00:00Z
              */
             start: string;
             /**
              * End
              * Format: date-time
+             * @description the range's end, exclusive (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             end: string;
-            /** Points */
+            /**
+             * Points
+             * @description its points, oldest first, at most the API's `history_max_points` setting (a range that would give more is a 422)
+             */
             points: components["schemas"]["Point"][];
         };
-        /** ServerIn */
+        /**
+         * ServerIn
+         * @description A server to add; its agent then needs an API key (`POST /api-keys`).
+         */
         ServerIn: {
-            /** Name */
+            /**
+             * Name
+             * @description the server's name, 1 to 200 characters
+             * @example web-1
+             */
             name: string;
-            /** Host */
+            /**
+             * Host
+             * @description its address (a host name or an IP, at most 255 characters), informational only: the agent connects out; null: none
+             * @example 10.0.0.12
+             */
             host?: string | null;
-            /** Port */
+            /**
+             * Port
+             * @description a port, informational (1 to 65535); null: none
+             * @example 22
+             */
             port?: number | null;
-            /** Metadata */
+            /**
+             * Metadata
+             * @description any JSON object, at most 1000 values nested at most 8 deep
+             * @example {
+             *       "rack": "b2"
+             *     }
+             */
             metadata?: {
                 [key: string]: unknown;
             };
-            /** Tags */
+            /**
+             * Tags
+             * @description labels to filter by, at most 32 of at most 64 characters each, no spaces or commas; kept once each, in order
+             * @example [
+             *       "prod",
+             *       "eu"
+             *     ]
+             */
             tags?: string[];
         };
         /**
@@ -2132,26 +3106,35 @@ export interface components {
              * Id
              * Format: uuid
              * @description the server's id
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             id: string;
             /**
              * Name
              * @description the name given to it
+             * @example web-1
              */
             name: string;
             /**
              * Host
-             * @description its address, informational
+             * @description its address, informational; null: none given
+             * @example 10.0.0.12
+             * @example null
              */
             host: string | null;
             /**
              * Port
-             * @description a port, informational
+             * @description a port, informational; null: none given
+             * @example 22
+             * @example null
              */
             port: number | null;
             /**
              * Metadata
-             * @description any JSON object its owner attached
+             * @description any JSON object its owner attached ({} when none)
+             * @example {
+             *       "rack": "b2"
+             *     }
              */
             metadata: {
                 [key: string]: unknown;
@@ -2159,69 +3142,120 @@ export interface components {
             /**
              * Tags
              * @description labels to filter by (`GET /servers?tag=`, `GET /fleet?tag=`)
+             * @example [
+             *       "prod",
+             *       "eu"
+             *     ]
              */
             tags: string[];
             /**
              * Status
              * @description online while its agent reports, offline or stale after, unknown before the first report
+             * @example online
              * @enum {string}
              */
             status: "online" | "offline" | "stale" | "unknown";
             /**
              * Last Seen
-             * @description the last time its agent was heard; null if never
+             * @description the last time its agent was heard (UTC); null if never
+             * @example 2026-01-01T12:00:00Z
+             * @example null
              */
             last_seen: string | null;
             /**
              * Created At
              * Format: date-time
-             * @description when it was added
+             * @description when it was added (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
             /**
              * Updated At
              * Format: date-time
-             * @description when it was last changed
+             * @description when it was last changed (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             updated_at: string;
             /**
              * Role
              * @description the caller's role on this server
+             * @example owner
              * @enum {string}
              */
             role: "owner" | "operator" | "viewer";
             /**
              * Commands Enabled
              * @description whether remote commands may run on it (off until an owner turns them on)
+             * @example false
              */
             commands_enabled: boolean;
             /**
              * Command Allowlist
              * @description patterns a command must match in full (empty: any command, once enabled)
+             * @example [
+             *       "uptime",
+             *       "systemctl status .*"
+             *     ]
              */
             command_allowlist: string[];
         };
-        /** ServerUpdate */
+        /**
+         * ServerUpdate
+         * @description The fields to change; a field left out or null stays as it is.
+         */
         ServerUpdate: {
-            /** Name */
+            /**
+             * Name
+             * @description the server's name, 1 to 200 characters
+             * @example web-1
+             */
             name?: string | null;
-            /** Host */
+            /**
+             * Host
+             * @description its address (a host name or an IP, at most 255 characters), informational only: the agent connects out
+             * @example 10.0.0.12
+             */
             host?: string | null;
-            /** Port */
+            /**
+             * Port
+             * @description a port, informational (1 to 65535)
+             * @example 22
+             */
             port?: number | null;
-            /** Metadata */
+            /**
+             * Metadata
+             * @description replaces the metadata: any JSON object, at most 1000 values nested at most 8 deep
+             * @example {
+             *       "rack": "b3"
+             *     }
+             */
             metadata?: {
                 [key: string]: unknown;
             } | null;
-            /** Tags */
+            /**
+             * Tags
+             * @description replaces the list ([] clears it): labels to filter by, at most 32 of at most 64 characters each, no spaces or commas; kept once each, in order
+             * @example [
+             *       "prod"
+             *     ]
+             */
             tags?: string[] | null;
         };
-        /** ShareIn */
+        /**
+         * ShareIn
+         * @description Share a server with another user (owner only).
+         */
         ShareIn: {
-            /** Email */
+            /**
+             * Email
+             * @description the e-mail address of a registered user (case-insensitive)
+             * @example grace@example.com
+             */
             email: string;
             /**
              * Role
+             * @description what they may do: viewer (read), operator (also commands and alerts), owner (everything)
+             * @example viewer
              * @enum {string}
              */
             role: "viewer" | "operator" | "owner";
@@ -2243,34 +3277,40 @@ export interface components {
              * Server Id
              * Format: uuid
              * @description the shared server
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * User Id
              * Format: uuid
              * @description the user it is shared with
+             * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
              */
             user_id: string;
             /**
              * Email
              * @description that user's e-mail address
+             * @example ada@example.com
              */
             email: string;
             /**
              * Username
              * @description that user's name
+             * @example ada
              */
             username: string;
             /**
              * Role
              * @description what the user may do: owner (everything), operator (also commands and alerts), viewer (read)
+             * @example viewer
              * @enum {string}
              */
             role: "viewer" | "operator" | "owner";
             /**
              * Created At
              * Format: date-time
-             * @description when it was shared
+             * @description when it was shared (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
         };
@@ -2281,7 +3321,7 @@ export interface components {
         SharePage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["ShareOut"][];
             /**
@@ -2299,13 +3339,37 @@ export interface components {
             /**
              * Start
              * Format: date-time
+             * @description the first point's minute (UTC)
+             * @example 2026-01-01T11:45:00Z
              */
             start: string;
-            /** Step Seconds */
+            /**
+             * Step Seconds
+             * @description seconds between two points (60)
+             * @example 60
+             */
             step_seconds: number;
-            /** Cpu Percent */
+            /**
+             * Cpu Percent
+             * @description CPU use in percent (0 to 100), one per step, oldest first; null: no sample that minute
+             * @example [
+             *       12.5,
+             *       14,
+             *       null,
+             *       13.2
+             *     ]
+             */
             cpu_percent: (number | null)[];
-            /** Memory Percent */
+            /**
+             * Memory Percent
+             * @description memory use in percent (0 to 100), one per step, oldest first; null: no sample that minute
+             * @example [
+             *       41,
+             *       41.2,
+             *       null,
+             *       41.5
+             *     ]
+             */
             memory_percent: (number | null)[];
         };
         /**
@@ -2316,43 +3380,79 @@ export interface components {
             /**
              * Id
              * Format: uuid
+             * @description the threshold's id (the id of the rule it stands for)
+             * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
              */
             id: string;
             /**
              * Server Id
              * Format: uuid
+             * @description the server it watches
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Metric Type
+             * @description cpu, memory or disk (every mount of the server), each in percent
+             * @example cpu
              * @enum {string}
              */
             metric_type: "cpu" | "memory" | "disk";
-            /** Threshold Value */
+            /**
+             * Threshold Value
+             * @description the percentage the condition compares with, 0 to 100
+             * @example 90
+             */
             threshold_value: number;
             /**
              * Comparison
+             * @description gt: fires above the value; lt: below it
+             * @example gt
              * @enum {string}
              */
             comparison: "gt" | "lt";
-            /** Enabled */
+            /**
+             * Enabled
+             * @description false: the rule is kept but not evaluated
+             * @example true
+             */
             enabled: boolean;
-            /** Name */
+            /**
+             * Name
+             * @description a name for it, 1 to 200 characters
+             * @example cpu gt 90
+             */
             name: string;
-            /** For Seconds */
+            /**
+             * For Seconds
+             * @description seconds the condition must hold before the rule fires, 0 to 604800; 0: on the first breaching sample
+             * @example 0
+             */
             for_seconds: number;
-            /** Clear Threshold */
+            /**
+             * Clear Threshold
+             * @description the value it must get back past to resolve (hysteresis: not above the threshold of a gt/gte rule, not below that of a lt/lte one); null: the threshold itself
+             * @example null
+             */
             clear_threshold: number | null;
-            /** Clear For Seconds */
+            /**
+             * Clear For Seconds
+             * @description seconds the value must stay back past `clear_threshold` before the episode resolves, 0 to 604800
+             * @example 0
+             */
             clear_for_seconds: number;
             /**
              * Severity
+             * @description how urgent its alerts are: info, warning or critical
+             * @example warning
              * @enum {string}
              */
             severity: "info" | "warning" | "critical";
             /**
              * Updated At
              * Format: date-time
+             * @description when it was last changed (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             updated_at: string;
         };
@@ -2364,43 +3464,69 @@ export interface components {
             /**
              * Server Id
              * Format: uuid
+             * @description the server it watches
+             * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
              */
             server_id: string;
             /**
              * Metric Type
+             * @description cpu, memory or disk (every mount of the server), each in percent
+             * @example cpu
              * @enum {string}
              */
             metric_type: "cpu" | "memory" | "disk";
-            /** Threshold Value */
+            /**
+             * Threshold Value
+             * @description the percentage the condition compares with, 0 to 100
+             * @example 90
+             */
             threshold_value: number;
             /**
              * Comparison
+             * @description gt: fires above the value; lt: below it
              * @default gt
+             * @example gt
              * @enum {string}
              */
             comparison: "gt" | "lt";
             /**
              * Enabled
+             * @description false: the rule is kept but not evaluated
              * @default true
+             * @example true
              */
             enabled: boolean;
-            /** Name */
+            /**
+             * Name
+             * @description a name for it, 1 to 200 characters; null: made from the metric, comparison and value
+             * @example CPU high
+             */
             name?: string | null;
             /**
              * For Seconds
+             * @description seconds the condition must hold before the rule fires, 0 to 604800; 0: on the first breaching sample
              * @default 0
+             * @example 300
              */
             for_seconds: number;
-            /** Clear Threshold */
+            /**
+             * Clear Threshold
+             * @description the value it must get back past to resolve (hysteresis: not above the threshold of a gt/gte rule, not below that of a lt/lte one); null: the threshold itself
+             * @example 80
+             */
             clear_threshold?: number | null;
             /**
              * Clear For Seconds
+             * @description seconds the value must stay back past `clear_threshold` before the episode resolves, 0 to 604800
              * @default 0
+             * @example 60
              */
             clear_for_seconds: number;
             /**
              * Severity
+             * @description how urgent its alerts are: info, warning or critical
              * @default warning
+             * @example warning
              * @enum {string}
              */
             severity: "info" | "warning" | "critical";
@@ -2426,23 +3552,27 @@ export interface components {
             /**
              * Access Token
              * @description an HS256 JWT for `Authorization: Bearer`, valid `expires_in` seconds
+             * @example eyJhbGciOiJIUzI1NiJ9.e30.sig
              */
             access_token: string;
             /**
              * Refresh Token
              * @description exchanged once for a new Token at `POST /auth/refresh` (they rotate)
+             * @example eyJhbGciOiJIUzI1NiJ9.e30.sig2
              */
             refresh_token: string;
             /**
              * Token Type
              * @description always `bearer`
              * @default bearer
+             * @example bearer
              * @constant
              */
             token_type: "bearer";
             /**
              * Expires In
-             * @description seconds until the access token expires
+             * @description seconds until the access token expires (the API's `access_token_minutes` setting)
+             * @example 900
              */
             expires_in: number;
             /** @description the user the tokens are for */
@@ -2465,32 +3595,39 @@ export interface components {
              * Id
              * Format: uuid
              * @description the user's id
+             * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
              */
             id: string;
             /**
              * Email
              * @description the e-mail address, unique (case-insensitive); logging in uses it
+             * @example ada@example.com
              */
             email: string;
             /**
              * Username
              * @description the user name, unique (case-insensitive)
+             * @example ada
              */
             username: string;
             /**
              * Full Name
-             * @description the name to show, if given
+             * @description the name to show; null when none was given
+             * @example Ada Lovelace
+             * @example null
              */
             full_name: string | null;
             /**
              * Is Active
              * @description false: the account may not log in
+             * @example true
              */
             is_active: boolean;
             /**
              * Created At
              * Format: date-time
-             * @description when the account was registered
+             * @description when the account was registered (UTC)
+             * @example 2026-01-01T12:00:00Z
              */
             created_at: string;
         };
@@ -2609,7 +3746,7 @@ export interface components {
         ServerPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["ServerOut"][];
             /**
@@ -2626,7 +3763,7 @@ export interface components {
         ApiKeyPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["ApiKeyOut"][];
             /**
@@ -2643,7 +3780,7 @@ export interface components {
         ThresholdPage: {
             /**
              * Items
-             * @description this page's items, in the list's order
+             * @description this page's items, in the list's order (at most `limit`)
              */
             items: components["schemas"]["Threshold"][];
             /**
