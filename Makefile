@@ -5,7 +5,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SERVICES := infra/services.sh
-PACKAGES := schemas alerting ops ingest api stream_processors
+PACKAGES := schemas alerting edge ops ingest api stream_processors
 WEB_BIN := web/node_modules/.bin
 API_TYPES := web/src/api/schema.d.ts
 

@@ -11,6 +11,8 @@ from typing import Any
 
 import uvicorn
 
+from edge.serving import uvicorn_options
+
 from .app import create_app
 from .settings import ApiSettings
 
@@ -40,7 +42,9 @@ def server_config(
         host=settings.host,
         port=settings.port,
         log_level="info",
-        ws="websockets-sansio",
+        # Trusted proxies only, TLS when set, connection caps, the request-head deadline; the
+        # sockets are the sans-I/O websockets implementation behind the caps.
+        **uvicorn_options(settings.common, settings),
         ws_ping_interval=ping_interval,
         ws_ping_timeout=ping_timeout,
         ws_max_size=4 * frame,

@@ -10,12 +10,15 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.settings import CommonSettings
+from schemas.settings import CommonSettings, EdgeSettings
 
 from .live.settings import LiveSettings
 
 
-class ApiSettings(BaseSettings):
+class ApiSettings(BaseSettings, EdgeSettings):
+    """Also the edge's fields (`schemas.settings.EdgeSettings`): `FLEETPULSE_API_TLS_CERTFILE`,
+    `_TLS_KEYFILE`, `_MAX_CONNECTIONS`, `_MAX_CONNECTIONS_PER_ADDRESS`, `_REQUEST_HEAD_TIMEOUT`."""
+
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_API_", extra="ignore")
 
     common: CommonSettings = Field(default_factory=CommonSettings)

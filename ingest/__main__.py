@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import uvicorn
 
+from edge.serving import uvicorn_options
+
 from .app import create_app
 from .settings import IngestSettings
 
@@ -20,9 +22,10 @@ def uvicorn_config(settings: IngestSettings, **overrides: object) -> uvicorn.Con
         "ws_ping_timeout": settings.ws_ping_timeout,
         "ws_max_size": 4 * settings.max_frame_bytes,
         "ws_per_message_deflate": settings.ws_per_message_deflate,
-        # The sans-I/O implementation: it honours the ping settings and is not deprecated.
-        "ws": "websockets-sansio",
         "lifespan": "on",
+        # Trusted proxies only, TLS when set, connection caps, the request-head deadline; the
+        # sockets are the sans-I/O websockets implementation (it honours the ping settings).
+        **uvicorn_options(settings.common, settings),
     }
     options.update(overrides)
     return uvicorn.Config(create_app(settings), **options)  # type: ignore[arg-type]

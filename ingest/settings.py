@@ -13,14 +13,17 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.bounds import TimeWindow, UtcDatetime
-from schemas.settings import CommonSettings
+from schemas.settings import CommonSettings, EdgeSettings
 
 
 def _default_ingest_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
 
-class IngestSettings(BaseSettings):
+class IngestSettings(BaseSettings, EdgeSettings):
+    """Also the edge's fields (`schemas.settings.EdgeSettings`): `FLEETPULSE_INGEST_TLS_CERTFILE`,
+    `_TLS_KEYFILE`, `_MAX_CONNECTIONS`, `_MAX_CONNECTIONS_PER_ADDRESS`, `_REQUEST_HEAD_TIMEOUT`."""
+
     model_config = SettingsConfigDict(env_prefix="FLEETPULSE_INGEST_", extra="ignore")
 
     common: CommonSettings = Field(default_factory=CommonSettings)

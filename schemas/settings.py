@@ -11,12 +11,13 @@ random secret is generated once and kept in the state folder, so restarts keep t
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "dev", "development", "test"})
@@ -46,6 +47,26 @@ class CommonSettings(BaseSettings):
     key_pepper: SecretStr = SecretStr("")
     # Signing key for access and refresh tokens (api) and for verifying them (frontend sockets).
     jwt_secret: SecretStr = SecretStr("")
+    # The reverse proxies whose X-Forwarded-For / X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated ("10.0.0.5, 10.1.0.0/16"). Empty (the default): none, every
+    # server sees the TCP peer's address, whatever headers a client sends.
+    trusted_proxies: str = ""
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: str) -> str:
+        for item in _split(value):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise SettingsError(
+                    f"FLEETPULSE_TRUSTED_PROXIES: {item!r} is not an address or network"
+                ) from exc
+        return value
+
+    @property
+    def proxies(self) -> list[str]:
+        return _split(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _secrets(self) -> CommonSettings:
@@ -64,6 +85,37 @@ class CommonSettings(BaseSettings):
                 )
             setattr(self, field, SecretStr(_development_secret(self.state_dir, field)))
         return self
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class EdgeSettings(BaseModel):
+    """How one server (the API, ingest) meets the network; each deployable's settings class
+    inherits these fields under its own prefix (`FLEETPULSE_API_TLS_CERTFILE`, ...)."""
+
+    # TLS served by the process itself (https:// and wss://): a PEM certificate chain and its
+    # key. Both or neither; a proxy that terminates TLS stays possible.
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    # Connections (HTTP and WebSocket) held at once by the process, and from one client address
+    # (trusted proxies are exempt from the per-address cap); past either a new connection is
+    # closed before anything is read. A connection must send a complete request head within
+    # `request_head_timeout` seconds of opening, and of each answer's end.
+    max_connections: int = Field(default=10_000, ge=1)
+    max_connections_per_address: int = Field(default=500, ge=1)
+    request_head_timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> EdgeSettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise SettingsError("TLS needs both a certificate (TLS_CERTFILE) and its key (TLS_KEYFILE)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_certfile is not None
 
 
 def _development_secret(state_dir: Path, name: str) -> str:

@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-FIRST_PARTY = {"schemas", "alerting", "api", "ingest", "stream_processors", "ops", "agent"}
+FIRST_PARTY = {"schemas", "alerting", "edge", "api", "ingest", "stream_processors", "ops", "agent"}
 # What each package may import of the others. `ops` is the launcher above the deployables (the
 # one-process server, the `make run` supervisor), so it may import any of them.
 ALLOWED = {
     "schemas": set(),
     "alerting": {"schemas"},
-    "api": {"schemas", "alerting"},
-    "ingest": {"schemas"},
+    # The HTTP edge (uvicorn options, security headers, body limits) both servers share.
+    "edge": {"schemas"},
+    "api": {"schemas", "alerting", "edge"},
+    "ingest": {"schemas", "edge"},
     "stream_processors": {"schemas", "alerting"},
     "agent": {"schemas"},
     "ops": FIRST_PARTY - {"ops"},
