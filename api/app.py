@@ -18,6 +18,8 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from edge.http import BodyLimit, SecurityHeaders
+
 from . import errors, expiry, openapi, web
 from .commands import CommandBroker
 from .db.pool import close_pool, open_pool
@@ -109,9 +111,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_problem_pages(app)
     install_asyncapi(app)
     app.state.settings = settings
+    # A body past the limit is refused while it streams in (413), before it is read whole.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ObserveMiddleware)
 
     errors.install(app)  # every error answer, and the last guard (added after: outermost)
+    # Outermost: every answer carries the security headers, the last guard's 500 too.
+    app.add_middleware(SecurityHeaders)
 
     for module in (auth, servers, fleet, keys, history, processes, commands, alerts, channels, audit):
         app.include_router(module.router, prefix=API_PREFIX)

@@ -8,6 +8,8 @@ folder is used. No page references another host: no CDN, no web fonts, no valida
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import json
 import re
@@ -18,7 +20,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.staticfiles import StaticFiles
-from starlette.responses import HTMLResponse, JSONResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from schemas import asyncapi
 from schemas.problems import KINDS, TYPE_PREFIX
@@ -26,6 +28,32 @@ from schemas.problems import KINDS, TYPE_PREFIX
 from .errors import NotFound
 
 ASSETS_URL = "/docs-assets"
+
+REDOC_CDN_LOGO = b"https://cdn.redoc.ly/redoc/logo-mini.svg"
+_INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+_INLINE_STYLE = re.compile(r"<style>(.*?)</style>", re.S)
+
+
+def _hashes(pattern: re.Pattern[str], body: str) -> str:
+    """The CSP source of each inline element `pattern` finds in `body`, by its SHA-256."""
+    return " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode() + "'"
+        for text in pattern.findall(body)
+    )
+
+
+def with_csp(page: HTMLResponse) -> HTMLResponse:
+    """The page with a Content-Security-Policy of its own: its inline scripts allowed by their
+    hashes (and no other inline script), styles inline too (Swagger UI and ReDoc set styles at run
+    time), images from data: URLs (Swagger UI's icons), workers from blob: (ReDoc's search);
+    everything else as strict as the default (this origin only, never framed)."""
+    hashes = _hashes(_INLINE_SCRIPT, bytes(page.body).decode())
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; worker-src 'self' blob:; base-uri 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; object-src 'none'"
+    )
+    return page
 
 
 def _assets_dir() -> Path:
@@ -35,35 +63,50 @@ def _assets_dir() -> Path:
 def install_docs(app: FastAPI, *, openapi_url: str = "/openapi.json") -> None:
     """Add `/docs`, its OAuth2 redirect page and `/redoc` to an app built with
     `docs_url=None, redoc_url=None`, with the assets mounted under `ASSETS_URL`."""
+    redoc_bundle: list[bytes] = []
+
+    # Before the static mount, so it is found first: ReDoc's bundle, with the one outside address
+    # it loads (its logo, from a CDN, which the page's CSP refuses) pointed at our own icon.
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)
+    async def redoc_js() -> Response:
+        if not redoc_bundle:
+            raw = (_assets_dir() / "redoc.standalone.js").read_bytes()
+            redoc_bundle.append(raw.replace(REDOC_CDN_LOGO, f"{ASSETS_URL}/favicon.png".encode()))
+        return Response(redoc_bundle[0], media_type="text/javascript")
+
     app.mount(ASSETS_URL, StaticFiles(directory=_assets_dir()), name="docs-assets")
     title = app.title
     redirect_url = "/docs/oauth2-redirect"
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=openapi_url,
-            title=f"{title} - Swagger UI",
-            oauth2_redirect_url=redirect_url,
-            swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
-            # No validator badge: it would send the document to an outside validator.
-            swagger_ui_parameters={"validatorUrl": None},
+        return with_csp(
+            get_swagger_ui_html(
+                openapi_url=openapi_url,
+                title=f"{title} - Swagger UI",
+                oauth2_redirect_url=redirect_url,
+                swagger_js_url=f"{ASSETS_URL}/swagger-ui-bundle.js",
+                swagger_css_url=f"{ASSETS_URL}/swagger-ui.css",
+                swagger_favicon_url=f"{ASSETS_URL}/favicon.png",
+                # No validator badge: it would send the document to an outside validator.
+                swagger_ui_parameters={"validatorUrl": None},
+            )
         )
 
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return with_csp(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(
-            openapi_url=openapi_url,
-            title=f"{title} - ReDoc",
-            redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
+        return with_csp(
+            get_redoc_html(
+                openapi_url=openapi_url,
+                title=f"{title} - ReDoc",
+                redoc_js_url=f"{ASSETS_URL}/redoc.standalone.js",
+                redoc_favicon_url=f"{ASSETS_URL}/favicon.png",
+                with_google_fonts=False,
+            )
         )
 
 
@@ -73,6 +116,17 @@ _PAGE = """<!DOCTYPE html>
 code{{background:#f2f2f2;padding:0 .2em}}td,th{{text-align:left;padding:.2em .6em}}</style>
 </head><body>{body}</body></html>
 """
+
+
+def static_page(html_text: str) -> HTMLResponse:
+    """A page of its own making (no script, one inline style sheet): a Content-Security-Policy
+    that allows that style sheet by its hash and nothing else at all."""
+    page = HTMLResponse(html_text)
+    page.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; style-src {_hashes(_INLINE_STYLE, html_text)}; base-uri 'none'; "
+        "form-action 'none'; frame-ancestors 'none'"
+    )
+    return page
 
 
 def _code(text: str) -> str:
@@ -99,7 +153,7 @@ def install_problem_pages(app: FastAPI) -> None:
 
     @app.get(TYPE_PREFIX.rstrip("/"), include_in_schema=False)
     async def problem_types() -> HTMLResponse:
-        return HTMLResponse(problems_index_html())
+        return static_page(problems_index_html())
 
     @app.get(TYPE_PREFIX + "{slug}", include_in_schema=False)
     async def problem_type(slug: str) -> HTMLResponse:
@@ -111,7 +165,7 @@ def install_problem_pages(app: FastAPI) -> None:
             f"HTTP {kind.status}</p><p>{_code(kind.description)}</p>"
             f'<p><a href="{TYPE_PREFIX.rstrip("/")}">Every problem type</a></p>'
         )
-        return HTMLResponse(_PAGE.format(title=html.escape(kind.title), body=body))
+        return static_page(_PAGE.format(title=html.escape(kind.title), body=body))
 
 
 def _schema_html(name: str, schema: dict[str, Any]) -> str:
@@ -166,4 +220,4 @@ def install_asyncapi(app: FastAPI) -> None:
 
     @app.get("/asyncapi", include_in_schema=False)
     async def asyncapi_page() -> HTMLResponse:
-        return HTMLResponse(page)
+        return static_page(page)

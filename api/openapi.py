@@ -4,8 +4,8 @@
   replaced by `Problem` (`schemas/problems.py`) under `application/problem+json`.
 - Every operation lists every error it can answer, each status with its problem kinds (described,
   with an example body): the kinds every operation of its sort can give (`_common_kinds`: 500 for
-  all; 401 for an authenticated one; 404 with a path parameter; 422 with input; 503 where the
-  database or Kafka is behind it), and those its route declares with `problems(...)` (403, 409,
+  all; 401 for an authenticated one; 404 with a path parameter; 422 with input; 413 with a body;
+  503 where the database or Kafka is behind it), and those its route declares with `problems(...)` (403, 409,
   429, 502, the agent's 503 and 504...). `tests/integration/test_api_openapi.py` walks the app
   and fails on an answer whose status its operation does not list.
 - A legacy list (a bare array by default, `api/pagination.py`) also lists its page answer, under
@@ -65,6 +65,8 @@ def _common_kinds(path: str, operation: dict[str, Any]) -> list[str]:
         kinds.append("not-found")
     if parameters or "requestBody" in operation:
         kinds.append("validation-error")
+    if "requestBody" in operation:
+        kinds.append("body-too-large")  # edge/http.py's BodyLimit, before the body is read whole
     if not path.startswith(_NO_BACKEND):
         kinds.append("unavailable")
     return kinds

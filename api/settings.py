@@ -35,6 +35,12 @@ class ApiSettings(BaseSettings, EdgeSettings):
     # once per socket, not once per channel. Live frames are small JSON.
     ws_per_message_deflate: bool = False
 
+    # REST request bodies: refused past this many bytes with a 413, while they stream in (a
+    # declared Content-Length past it before a byte is read). A server's metadata, stored as it
+    # came, holds at most `metadata_max_bytes` once encoded as JSON (422 past it).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    metadata_max_bytes: int = Field(default=16 * 1024, ge=2)
+
     # Database pool (asyncpg), owned by the lifespan.
     db_pool_min: int = Field(default=1, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=200)

@@ -13,6 +13,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from edge.http import BodyLimit, SecurityHeaders
+
 from .metrics import IngestMetrics
 from .routes import RuntimeRef, build_router
 from .runtime import Runtime
@@ -39,4 +41,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     app.state.settings = settings
     app.state.ingest_metrics = metrics
     app.include_router(build_router(ref))
+    # Ingest reads no request body (its one REST route is a GET): anything past a few KiB is refused.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     return app

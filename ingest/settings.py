@@ -38,6 +38,9 @@ class IngestSettings(BaseSettings, EdgeSettings):
     auth_fail_window: float = Field(default=60.0, gt=0)  # ... within this many seconds
     auth_fail_tracked: int = Field(default=100_000, ge=1)  # addresses remembered at most
 
+    # REST request bodies (ingest reads none): refused past this many bytes with a 413.
+    max_body_bytes: int = Field(default=16 * 1024, ge=0)
+
     # Frames.
     max_frame_bytes: int = Field(default=256 * 1024, ge=1024)
     invalid_frame_limit: int = Field(default=20, ge=1)  # invalid frames ...

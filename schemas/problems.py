@@ -88,6 +88,13 @@ _KINDS = (
         "The request conflicts with what exists (an email or username already taken).",
     ),
     Kind(
+        "body-too-large",
+        413,
+        "Request body too large",
+        "The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by "
+        "default); it was refused before it was read whole. Send less.",
+    ),
+    Kind(
         "validation-error",
         422,
         "Invalid request",

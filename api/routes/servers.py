@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
+import orjson
 from fastapi import APIRouter, Response, status
 from pydantic import TypeAdapter
 
@@ -14,7 +16,7 @@ from schemas.canonical import KeyRevocation
 from ..db import servers as servers_db
 from ..db import users as users_db
 from ..db.pool import Pool, Record, connection, transaction
-from ..deps import PoolDep, ResourcesDep, TagsQuery, UserDep, require_role
+from ..deps import PoolDep, ResourcesDep, SettingsDep, TagsQuery, UserDep, require_role
 from ..errors import NotFound, Unprocessable
 from ..models import (
     CommandSettingsIn,
@@ -28,6 +30,7 @@ from ..models import (
 )
 from ..openapi import problems
 from ..pagination import Keyset, LegacyPagerDep, PagerDep, RemovedOffset, legacy_page, negotiated
+from ..settings import ApiSettings
 
 router = APIRouter(prefix="/servers", tags=["servers"])
 
@@ -58,8 +61,20 @@ async def _server(pool: Pool, user_id: uuid.UUID, server_id: uuid.UUID) -> Recor
     return row
 
 
+def _check_metadata(metadata: dict[str, Any] | None, settings: ApiSettings) -> None:
+    """A server's metadata is stored as it came: at most `metadata_max_bytes` of JSON."""
+    if metadata is None:
+        return
+    size = len(orjson.dumps(metadata))
+    if size > settings.metadata_max_bytes:
+        raise Unprocessable(
+            f"metadata is {size} bytes of JSON; at most {settings.metadata_max_bytes} are stored"
+        )
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create_server(body: ServerIn, user: UserDep, pool: PoolDep) -> ServerOut:
+async def create_server(body: ServerIn, user: UserDep, pool: PoolDep, settings: SettingsDep) -> ServerOut:
+    _check_metadata(body.metadata, settings)
     async with connection(pool) as conn:
         row = await servers_db.insert_server(
             conn, uuid.uuid4(), user.id, body.name, body.host, body.port, body.metadata, body.tags
@@ -95,8 +110,11 @@ async def get_server(server_id: uuid.UUID, user: UserDep, pool: PoolDep) -> Serv
 
 
 @router.put("/{server_id}", openapi_extra=problems("forbidden"))
-async def update_server(server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep) -> ServerOut:
+async def update_server(
+    server_id: uuid.UUID, body: ServerUpdate, user: UserDep, pool: PoolDep, settings: SettingsDep
+) -> ServerOut:
     await require_role(pool, user, server_id, "owner")
+    _check_metadata(body.metadata, settings)
     async with connection(pool) as conn:
         changes = body.model_dump(exclude_unset=True)
         # null clears host and port; name, metadata and tags cannot be null, so null leaves them
