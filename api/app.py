@@ -85,6 +85,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 metrics=metrics,
                 login_limiter=RateLimiter(settings.login_attempts, settings.login_window_seconds),
                 command_limiter=RateLimiter(settings.commands_per_minute, 60.0),
+                account_failures=RateLimiter(
+                    settings.login_failures_per_account, settings.login_window_seconds
+                ),
+                address_failures=RateLimiter(
+                    settings.login_failures_per_address, settings.login_window_seconds
+                ),
+                password_limiter=RateLimiter(
+                    settings.password_changes, settings.password_change_window_seconds
+                ),
+                key_check_failures=RateLimiter(
+                    settings.key_check_failures, settings.key_check_window_seconds
+                ),
             )
             sweeper = asyncio.create_task(
                 expiry.run(pool, producer, settings.key_expiry_sweep_seconds), name="key-expiry"

@@ -26,14 +26,32 @@ class RateLimiter:
 
     def hit(self, key: Hashable, what: str) -> None:
         """Count one attempt for `key`, or raise TooManyRequests (with Retry-After) when over."""
+        self.check(key, what)
+        self.count(key)
+
+    def check(self, key: Hashable, what: str) -> None:
+        """Raise TooManyRequests (with Retry-After) when `key` is at its limit; count nothing
+        (with `count`, a limit on failures only)."""
+        now = self._clock()
+        self._prune(now)
+        hits = self._hits.get(key)
+        if hits is None:
+            return
+        while hits and hits[0] <= now - self.window:
+            hits.popleft()
+        if len(hits) >= self.limit:
+            raise TooManyRequests(f"too many {what}; retry later", retry_after=hits[0] + self.window - now)
+
+    def count(self, key: Hashable) -> None:
+        """Count one event for `key` (a failure), whatever the limit: at most `limit` are kept."""
         now = self._clock()
         self._prune(now)
         hits = self._hits.setdefault(key, deque())
         while hits and hits[0] <= now - self.window:
             hits.popleft()
-        if len(hits) >= self.limit:
-            raise TooManyRequests(f"too many {what}; retry later", retry_after=hits[0] + self.window - now)
         hits.append(now)
+        if len(hits) > self.limit:
+            hits.popleft()  # the limit is reached either way: memory stays bounded per key
 
     def reset(self, key: Hashable) -> None:
         self._hits.pop(key, None)

@@ -51,9 +51,22 @@ class ApiSettings(BaseSettings, EdgeSettings):
     refresh_token_days: float = Field(default=14.0, gt=0, le=365)
     token_leeway_seconds: float = Field(default=5.0, ge=0, le=300)
 
-    # Login attempts allowed per (email, client address) within the window.
+    # Logins, limited on three keys within `login_window_seconds`, so that one attacker can lock
+    # out at most one account from one address: attempts per (email, client address), counted
+    # before the password is checked and cleared by a success; failures per account from any
+    # address (distributed guessing; NIST 800-63B allows at most 100); failures per address for
+    # any account (spraying).
     login_attempts: int = Field(default=10, ge=1)
+    login_failures_per_account: int = Field(default=100, ge=1)
+    login_failures_per_address: int = Field(default=100, ge=1)
     login_window_seconds: float = Field(default=300.0, gt=0)
+    # Password changes per user (attempts, counted before the current password is checked).
+    password_changes: int = Field(default=5, ge=1)
+    password_change_window_seconds: float = Field(default=3600.0, gt=0)
+    # The key pre-flight (GET /api-keys/me): failures per client address within the window; past
+    # it failures answer 429, and a valid key is still answered.
+    key_check_failures: int = Field(default=10, ge=1)
+    key_check_window_seconds: float = Field(default=60.0, gt=0)
 
     # Remote commands.
     command_timeout_seconds: float = Field(default=30.0, gt=0, le=3600)

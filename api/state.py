@@ -22,7 +22,11 @@ class Resources:
     producer: Producer
     commands: CommandBroker
     metrics: ApiMetrics
-    login_limiter: RateLimiter
+    login_limiter: RateLimiter  # per (email, address), every attempt
     command_limiter: RateLimiter
+    account_failures: RateLimiter  # failed logins per email
+    address_failures: RateLimiter  # failed logins per client address
+    password_limiter: RateLimiter  # password changes per user
+    key_check_failures: RateLimiter  # failed key pre-flights per client address
     # Parts added by other packages (the live hub, for one), by name.
     extras: dict[str, Any] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from schemas.canonical import AgentEvent, utcnow
 from schemas.problems import KINDS, PROBLEM_MEDIA_TYPE, problem
 
 from .errors import DatabaseUnavailable, IngestError
+from .ratelimit import RATE_LIMITED
 from .runtime import Runtime, auth_failed_event
 from .session import AgentSession, CloseReason, classify
 
@@ -59,20 +60,14 @@ def build_router(ref: RuntimeRef) -> APIRouter:
         """The legacy agent's pre-flight: 200 with the key's server, or 401."""
         runtime = ref.get()
         remote = request.client.host if request.client else "unknown"
-        if runtime.limiter.blocked(remote):
-            runtime.metrics.refusals.labels("preflight_rate_limited").inc()
-            return _problem("rate-limited", "Too many failed attempts, retry later")
-        if not x_api_key:
-            runtime.limiter.failed(remote)
-            runtime.metrics.refusals.labels("preflight_missing_key").inc()
-            return _unauthorized()
         try:
-            check = await runtime.db.verify_key(x_api_key, runtime.pepper)
+            check = await runtime.auth.check(x_api_key or "", remote)
         except DatabaseUnavailable:
             return _problem("unavailable", "Service unavailable, retry later")
         if check.identity is None:
-            runtime.limiter.failed(remote)
             runtime.metrics.refusals.labels(f"preflight_{check.reason}").inc()
+            if check.reason == RATE_LIMITED:
+                return _problem("rate-limited", "Too many failed attempts, retry later")
             return _unauthorized()
         identity = check.identity
         return JSONResponse(
@@ -125,17 +120,6 @@ async def serve_agent(websocket: WebSocket, runtime: Runtime) -> None:
     if runtime.stopping:
         await _refuse(websocket, None, wire.CLOSE_TRY_AGAIN, "shutting down")
         return
-    if runtime.limiter.blocked(remote):
-        metrics.refusals.labels("auth_rate_limited").inc()
-        await _refuse(
-            websocket,
-            wire.ErrorFrame(
-                message="Too many failed authentication attempts, retry later", code="rate_limited"
-            ),
-            wire.CLOSE_POLICY,
-            "too many failed authentication attempts",
-        )
-        return
     try:
         async with asyncio.timeout(settings.auth_timeout):
             message = await websocket.receive()
@@ -165,7 +149,7 @@ async def serve_agent(websocket: WebSocket, runtime: Runtime) -> None:
     else:
         code, detail = "auth_required", "the first frame must be `auth`"
     if not isinstance(frame, wire.AuthFrame):
-        runtime.limiter.failed(remote)
+        runtime.auth.by_address.failed(remote)
         metrics.refusals.labels("auth_required").inc()
         await _refuse(
             websocket,
@@ -175,7 +159,7 @@ async def serve_agent(websocket: WebSocket, runtime: Runtime) -> None:
         )
         return
     try:
-        check = await runtime.db.verify_key(frame.api_key, runtime.pepper)
+        check = await runtime.auth.check(frame.api_key, remote)
     except DatabaseUnavailable:
         metrics.refusals.labels("database_unavailable").inc()
         await _refuse(
@@ -185,8 +169,18 @@ async def serve_agent(websocket: WebSocket, runtime: Runtime) -> None:
             "service unavailable",
         )
         return
+    if check.identity is None and check.reason == RATE_LIMITED:
+        metrics.refusals.labels("auth_rate_limited").inc()
+        await _refuse(
+            websocket,
+            wire.ErrorFrame(
+                message="Too many failed authentication attempts, retry later", code="rate_limited"
+            ),
+            wire.CLOSE_POLICY,
+            "too many failed authentication attempts",
+        )
+        return
     if check.identity is None:
-        runtime.limiter.failed(remote)
         metrics.refusals.labels(f"auth_{check.reason}").inc()
         with contextlib.suppress(IngestError):
             await runtime.publish_event(auth_failed_event(runtime, check.server_id, check.reason, remote))

@@ -34,7 +34,7 @@ from . import db as db_module
 from .errors import BrokerUnavailable, DatabaseUnavailable, IngestError
 from .metrics import IngestMetrics
 from .producer import Delivery, Producer
-from .ratelimit import FailedAuthLimiter
+from .ratelimit import FailedAuthLimiter, KeyAuthGate
 from .session import AgentSession
 from .settings import IngestSettings
 
@@ -73,14 +73,19 @@ class Runtime:
         self.ingest_id = settings.ingest_id
         self.topic_names = TopicNames.with_prefix(common.topic_prefix)
         self.pepper = common.key_pepper.get_secret_value().encode()
-        self.limiter = FailedAuthLimiter(
-            settings.auth_fail_limit, settings.auth_fail_window, settings.auth_fail_tracked
-        )
         self.db = db_module.Database(
             common.database_url,
             min_size=settings.db_pool_min,
             max_size=settings.db_pool_max,
             timeout=settings.db_timeout,
+        )
+        # Failures by address and by key, separately: someone else's failures never refuse a
+        # valid key (ratelimit.py).
+        window, tracked = settings.auth_fail_window, settings.auth_fail_tracked
+        self.auth = KeyAuthGate(
+            FailedAuthLimiter(settings.auth_fail_limit, window, tracked),
+            FailedAuthLimiter(settings.key_fail_limit, window, tracked),
+            lambda key: self.db.verify_key(key, self.pepper),
         )
         self.producer = Producer(
             common.kafka_bootstrap,

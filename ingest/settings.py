@@ -34,9 +34,13 @@ class IngestSettings(BaseSettings, EdgeSettings):
 
     # Authentication.
     auth_timeout: float = Field(default=10.0, gt=0)  # seconds for the first (auth) frame
-    auth_fail_limit: int = Field(default=10, ge=1)  # failed attempts per client address ...
-    auth_fail_window: float = Field(default=60.0, gt=0)  # ... within this many seconds
-    auth_fail_tracked: int = Field(default=100_000, ge=1)  # addresses remembered at most
+    # Failed attempts per client address, and per key refused for its own state (revoked,
+    # inactive, expired), each within `auth_fail_window` seconds. Past the address's limit its
+    # failures are answered as rate limited, and a valid key from it is still served.
+    auth_fail_limit: int = Field(default=10, ge=1)
+    key_fail_limit: int = Field(default=10, ge=1)
+    auth_fail_window: float = Field(default=60.0, gt=0)
+    auth_fail_tracked: int = Field(default=100_000, ge=1)  # addresses (and keys) remembered at most
 
     # REST request bodies (ingest reads none): refused past this many bytes with a 413.
     max_body_bytes: int = Field(default=16 * 1024, ge=0)

@@ -99,15 +99,22 @@ async def register(body: RegisterIn, request: Request, pool: PoolDep, settings: 
 
 async def _login(request: Request, resources: ResourcesDep, email: str, password: str) -> Token:
     client = request.client.host if request.client else "?"
-    limit_key = (email.lower(), client)
+    account = email.lower()
+    limit_key = (account, client)
     request.state.audit_detail = {"email": email[:320]}  # the account tried, success or not
-    # Counted before the password is checked, so a guesser learns nothing past the limit; a
-    # successful login clears the count.
+    # Every limit is decided before the password is checked, so a guesser learns nothing past
+    # it. Three keys (settings.py): one address can lock out at most one account, from itself;
+    # failures from everywhere else or on other accounts only count toward the much larger
+    # per-account and per-address limits. A success clears its (email, address) count.
+    resources.account_failures.check(account, "failed logins for this account")
+    resources.address_failures.check(client, "failed logins from this address")
     resources.login_limiter.hit(limit_key, "login attempts")
     async with connection(resources.pool) as conn:
         user = await users_db.get_user_by_email(conn, email)
     ok = await verify_password(user["password_hash"] if user else None, password)
     if user is None or not ok or not user["is_active"]:
+        resources.account_failures.count(account)
+        resources.address_failures.count(client)
         raise Unauthorized("incorrect email or password")
     request.state.user_id = user["id"]
     resources.login_limiter.reset(limit_key)
@@ -230,9 +237,13 @@ async def me(user: UserDep) -> UserOut:
     return _user_out(user)
 
 
-@router.post("/password", status_code=status.HTTP_204_NO_CONTENT)
-async def change_password(user: UserDep, pool: PoolDep, body: PasswordChangeIn) -> None:
-    """Change the password; every refresh token of the user is revoked (other sessions end)."""
+@router.post("/password", status_code=status.HTTP_204_NO_CONTENT, openapi_extra=problems("rate-limited"))
+async def change_password(user: UserDep, resources: ResourcesDep, body: PasswordChangeIn) -> None:
+    """Change the password; every refresh token of the user is revoked (other sessions end).
+    Attempts are limited per user before the current password is checked (a stolen access token
+    cannot be used to guess it)."""
+    resources.password_limiter.hit(user.id, "password changes")
+    pool = resources.pool
     async with connection(pool) as conn:
         row = await users_db.get_user(conn, user.id)
     if row is None or not await verify_password(row["password_hash"], body.current_password):

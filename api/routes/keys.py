@@ -65,24 +65,33 @@ async def create_key(
     return ApiKeyCreated(**_key_out(row).model_dump(), key=plaintext, install_command=line)
 
 
-@router.get("/me")
+@router.get("/me", openapi_extra=problems("rate-limited"))
 async def key_me(
-    pool: PoolDep, settings: SettingsDep, x_api_key: Annotated[str | None, Header(max_length=200)] = None
+    request: Request,
+    resources: ResourcesDep,
+    x_api_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> ApiKeyMe:
     """For an agent: which server its key belongs to. 401 for a missing, wrong, inactive or
-    expired key (one answer for all, so a caller learns nothing about other keys)."""
+    expired key (one answer for all, so a caller learns nothing about other keys). Failures are
+    counted per client address: past `key_check_failures` they answer 429, while a valid key is
+    still answered (keys cannot be guessed; the limit is on hammering, and must not lock out an
+    agent sharing the address)."""
+    client = request.client.host if request.client else "?"
     parsed = apikeys.parse(x_api_key or "")
-    if parsed is None:
-        raise Unauthorized(INVALID_KEY)
-    async with connection(pool) as conn:
-        row = await keys_db.get_api_key_by_lookup(conn, parsed.lookup_id)
-    pepper = settings.common.key_pepper.get_secret_value().encode()
+    row = None
+    if parsed is not None:
+        async with connection(resources.pool) as conn:
+            row = await keys_db.get_api_key_by_lookup(conn, parsed.lookup_id)
+    pepper = resources.settings.common.key_pepper.get_secret_value().encode()
     if (
-        row is None
+        parsed is None
+        or row is None
         or not apikeys.verify(pepper, parsed.secret, row["secret_hash"])
         or not row["is_active"]
         or _expired(row["expires_at"])
     ):
+        resources.key_check_failures.check(client, "failed key checks from this address")
+        resources.key_check_failures.count(client)
         raise Unauthorized(INVALID_KEY)
     return ApiKeyMe(server_id=row["server_id"], key_id=row["id"], name=row["name"], is_active=True)
 

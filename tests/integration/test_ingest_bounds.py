@@ -91,8 +91,9 @@ async def test_a_year_one_timestamp_as_the_first_frame_is_refused_and_counted_as
                 assert reply["type"] == "error" and reply["code"] == "validation", reply
                 assert reply["detail"].startswith("timestamp:")
                 assert await closed_with(ws) == 1008
-        # Both were counted by the failed-auth limiter: the next attempt is rate limited.
+        # Both were counted by the failed-auth limiter: the next failing attempt is rate limited.
         async with connect(ingest.ws_url) as ws:
+            await ws.send('{"type": "auth", "api_key": "nope"}')
             assert (await recv(ws))["code"] == "rate_limited"
             assert await closed_with(ws) == 1008
     assert ingest.metric("fleetpulse_ingest_refusals_total", reason="auth_required") == 2

@@ -191,13 +191,17 @@ async def test_failed_authentications_are_rate_limited_per_address(common_settin
             async with connect(running.ws_url) as ws:
                 await ws.send('{"type": "auth", "api_key": "nope"}')
                 assert (await recv(ws))["message"] == "Invalid or inactive API key"
-        # Now even a valid key from this address is refused until the window passes.
+        # Past the limit, this address's failures are answered as rate limited ...
         async with connect(running.ws_url) as ws:
+            await ws.send('{"type": "auth", "api_key": "nope"}')
             reply = await recv(ws)
             assert reply["code"] == "rate_limited"
             assert await closed_with(ws) == 1008
         assert running.metric("fleetpulse_ingest_refusals_total", reason="auth_rate_limited") == 1
-        del key
+        # ... and a valid key from it is still served: others' failures never lock an agent out.
+        async with connect(running.ws_url) as ws:
+            await ws.send(orjson.dumps({"type": "auth", "api_key": key.plaintext}).decode())
+            assert (await recv(ws))["type"] == "auth_success"
 
 
 async def test_auth_timeout_and_non_auth_first_frame(common_settings: CommonSettings) -> None:
