@@ -17,6 +17,8 @@ from pydantic_core import PydanticCustomError
 
 from schemas.bounds import INT4_MAX, INT4_MIN, NAME, OUTPUT, STORABLE, UtcDatetime, storable_text
 
+from .passwords import is_common
+
 # --- the shared input types: every REST input is one of these, or bounded where declared ---------
 
 # Times a request may carry: aware, and within these years, so no arithmetic on them overflows
@@ -91,7 +93,23 @@ Email = Annotated[
     StringConstraints(strip_whitespace=True, max_length=EMAIL_MAX, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"),
     STORABLE,
 ]
-Password = Annotated[str, StringConstraints(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX), STORABLE]
+
+
+def _not_common(value: str) -> str:
+    if is_common(value):
+        raise PydanticCustomError(
+            "common_password", "this password is one of the most commonly used ones: choose another"
+        )
+    return value
+
+
+# A new password (registration, change): 8 to 256 characters, and not a common one.
+Password = Annotated[
+    str,
+    StringConstraints(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX),
+    STORABLE,
+    AfterValidator(_not_common),
+]
 ShareRole = Literal["viewer", "operator", "owner"]
 ServerStatus = Literal["online", "offline", "stale", "unknown"]
 # A server's tag: a short label without spaces or commas ("prod", "eu-west", "team:db").

@@ -46,6 +46,37 @@ def test_rate_limiter_window_retry_after_and_reset() -> None:
         limiter.hit("a", "tries")
 
 
+def test_a_failure_limit_counts_only_failures_and_stays_bounded() -> None:
+    clock = Clock()
+    limiter = RateLimiter(2, 60.0, clock=clock)
+    for _ in range(5):
+        limiter.check("a", "failures")  # checking counts nothing
+    limiter.count("a")
+    limiter.check("a", "failures")
+    limiter.count("a")
+    with pytest.raises(TooManyRequests):
+        limiter.check("a", "failures")
+    for _ in range(100):
+        limiter.count("a")  # past the limit: still at most `limit` kept
+    assert len(limiter._hits["a"]) == 2
+    clock.now += 60.001
+    limiter.check("a", "failures")
+
+
+def test_common_passwords_are_refused_without_case() -> None:
+    from pydantic import TypeAdapter
+
+    from api.models import Password
+    from api.passwords import common_passwords, is_common
+
+    assert len(common_passwords()) > 10_000
+    assert is_common("12345678") and is_common("PassWord") and not is_common("a sturdy passphrase 42")
+    adapter = TypeAdapter(Password)
+    assert adapter.validate_python("a sturdy passphrase 42") == "a sturdy passphrase 42"
+    with pytest.raises(ValidationError, match="common"):
+        adapter.validate_python("Password1")
+
+
 def test_rate_limiter_prunes_idle_keys() -> None:
     clock = Clock()
     limiter = RateLimiter(1, 10.0, clock=clock)
