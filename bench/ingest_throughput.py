@@ -180,6 +180,9 @@ async def main() -> None:
             "FLEETPULSE_INGEST_PORT": str(port),
             # Measure throughput, not the timeout: a loaded machine can queue for seconds.
             "FLEETPULSE_INGEST_PRODUCE_TIMEOUT": "60",
+            # Measure the pipeline, not the per-agent frame rate limit (100 frames/s by default).
+            "FLEETPULSE_INGEST_FRAME_RATE": "1000000",
+            "FLEETPULSE_INGEST_FRAME_BURST": "1000000",
         }
         proc = subprocess.Popen([sys.executable, "-m", "ingest"], env=env, stderr=subprocess.DEVNULL)
         async with httpx.AsyncClient() as client:

@@ -33,6 +33,11 @@ class IngestMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.paced = Counter(
+            "fleetpulse_ingest_paced_frames",
+            "Frames the receiver waited for: the agent was past its frame rate (backpressure).",
+            registry=self.registry,
+        )
         self.connections = Gauge(
             "fleetpulse_ingest_connections", "Authenticated agent sockets held.", registry=self.registry
         )

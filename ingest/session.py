@@ -140,6 +140,7 @@ class AgentSession:
         self._expiries: dict[uuid.UUID, asyncio.TimerHandle] = {}
         self._ended = False
         self._last_frame = asyncio.get_running_loop().time()
+        self._pace = _Pace(self.settings.frame_rate, self.settings.frame_burst, self._last_frame)
         frames = runtime.metrics.frames
         self._count_metrics = frames.labels("metrics")
         self._count_legacy = frames.labels("legacy_metrics")
@@ -199,6 +200,12 @@ class AgentSession:
         metrics = self.runtime.metrics
         loop = asyncio.get_running_loop()
         while True:
+            wait = self._pace.take(loop.time())
+            if wait > 0:
+                # Past the frame rate: the next frame is read later. uvicorn reads nothing more
+                # from the socket until it is, so the agent is slowed by TCP backpressure.
+                metrics.paced.inc()
+                await asyncio.sleep(wait)
             message = await self.websocket.receive()
             self._last_frame = loop.time()
             if message["type"] == "websocket.disconnect":
@@ -617,3 +624,22 @@ def _command_frame(request: CommandRequest, dialect: Dialect) -> wire._Frame:
     return wire.DockerCommandFrame(
         command_id=request.command_id, action=request.action, container_id=container, tail=request.tail
     )
+
+
+class _Pace:
+    """A token bucket: `rate` frames per second on average, `burst` at once."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: int, now: float) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = now
+
+    def take(self, now: float) -> float:
+        """Take one frame's token; the seconds to wait before reading it (0 when it is there)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        self.tokens -= 1.0
+        return 0.0 if self.tokens >= 0 else -self.tokens / self.rate

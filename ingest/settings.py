@@ -50,6 +50,12 @@ class IngestSettings(BaseSettings, EdgeSettings):
     invalid_frame_limit: int = Field(default=20, ge=1)  # invalid frames ...
     invalid_frame_window: float = Field(default=10.0, gt=0)  # ... within this many seconds close it
     idle_timeout: float = Field(default=90.0, gt=0)  # no frame at all for this long: close
+    # Frames read per socket: `frame_rate` per second on average, `frame_burst` at once. Past it
+    # the receiver waits before reading the next frame, so a flooding agent is slowed by TCP
+    # backpressure (nothing refused, nothing lost, nothing buffered here). An agent sends a few
+    # frames per collection interval and replays its spool at 20 per second.
+    frame_rate: float = Field(default=100.0, gt=0)
+    frame_burst: int = Field(default=500, ge=1)
     max_processes: int = Field(default=20, ge=0)  # per sample: the top N by CPU and by memory (<= 2N)
     # Agent timestamps accepted: from `timestamp_earliest` to `timestamp_ahead_seconds` past this
     # process's clock (the agent's clock may run ahead). A frame with a time outside is refused
