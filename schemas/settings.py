@@ -104,7 +104,8 @@ class EdgeSettings(BaseModel):
     # closed before anything is read. A connection must send a complete request head within
     # `request_head_timeout` seconds of opening, and of each answer's end.
     max_connections: int = Field(default=10_000, ge=1)
-    max_connections_per_address: int = Field(default=500, ge=1)
+    # Generous per address: a fleet behind one NAT (or a simulator on one machine) is one address.
+    max_connections_per_address: int = Field(default=2_500, ge=1)
     request_head_timeout: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
