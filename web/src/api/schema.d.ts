@@ -130,6 +130,8 @@ export interface paths {
         /**
          * Change Password
          * @description Change the password; every refresh token of the user is revoked (other sessions end).
+         *     Attempts are limited per user before the current password is checked (a stolen access token
+         *     cannot be used to guess it).
          */
         post: operations["change_password_api_v1_auth_password_post"];
         delete?: never;
@@ -298,7 +300,10 @@ export interface paths {
         /**
          * Key Me
          * @description For an agent: which server its key belongs to. 401 for a missing, wrong, inactive or
-         *     expired key (one answer for all, so a caller learns nothing about other keys).
+         *     expired key (one answer for all, so a caller learns nothing about other keys). Failures are
+         *     counted per client address: past `key_check_failures` they answer 429, while a valid key is
+         *     still answered (keys cannot be guessed; the limit is on hammering, and must not lock out an
+         *     agent sharing the address).
          */
         get: operations["key_me_api_v1_api_keys_me_get"];
         put?: never;
@@ -3855,6 +3860,15 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
+        /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+        "body-too-large": {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
         /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
         "validation-error": {
             headers: {
@@ -3975,6 +3989,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -4037,6 +4060,15 @@ export interface operations {
             };
             /** @description `/problems/unauthorized` (Not authenticated): No valid credentials: no bearer token, an invalid one, an inactive user, a wrong email or password, a refresh token that was used already, or (`/api-keys/me`) a bad API key. Log in again. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4113,6 +4145,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -4182,6 +4223,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -4233,6 +4283,15 @@ export interface operations {
             };
             /** @description `/problems/unauthorized` (Not authenticated): No valid credentials: no bearer token, an invalid one, an inactive user, a wrong email or password, a refresh token that was used already, or (`/api-keys/me`) a bad API key. Log in again. Or: `/problems/token-expired` (Token expired): The access (or refresh) token has expired: refresh it (`POST /api/v1/auth/refresh`) and send the request again. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4345,8 +4404,26 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/rate-limited` (Too many requests): Too many attempts (logins, commands) in the window: wait `retry_after` seconds (the `Retry-After` header) and try again. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4467,6 +4544,15 @@ export interface operations {
             };
             /** @description `/problems/unauthorized` (Not authenticated): No valid credentials: no bearer token, an invalid one, an inactive user, a wrong email or password, a refresh token that was used already, or (`/api-keys/me`) a bad API key. Log in again. Or: `/problems/token-expired` (Token expired): The access (or refresh) token has expired: refresh it (`POST /api/v1/auth/refresh`) and send the request again. */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4614,6 +4700,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4775,6 +4870,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -4929,6 +5033,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5150,6 +5263,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -5210,6 +5332,15 @@ export interface operations {
             };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/rate-limited` (Too many requests): Too many attempts (logins, commands) in the window: wait `retry_after` seconds (the `Retry-After` header) and try again. */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5957,6 +6088,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -6470,6 +6610,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -6610,6 +6759,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6823,6 +6981,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. */
             422: {
                 headers: {
@@ -6896,6 +7063,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7271,6 +7447,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `/problems/validation-error` (Invalid request): A parameter or body field is missing, has the wrong type or lies outside its bounds; `errors` lists each field at fault (`loc`, `msg`, `type`). Fix those fields. Or: `/problems/range-too-large` (Range too large): The request is valid but asks for more than one answer may hold (a history range, points, backtest samples, a log range): ask a shorter range or a coarser resolution, as `detail` says. */
             422: {
                 headers: {
@@ -7344,6 +7529,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7483,6 +7677,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7630,6 +7833,15 @@ export interface operations {
             };
             /** @description `/problems/not-found` (Not found): No such resource, or one you may not see (the answer is the same, so nothing is revealed), or no such path. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `/problems/body-too-large` (Request body too large): The request body is larger than the API reads (`FLEETPULSE_API_MAX_BODY_BYTES`, 1 MiB by default); it was refused before it was read whole. Send less. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
