@@ -24,12 +24,75 @@ from pydantic import BaseModel
 
 from schemas.problems import KINDS, PROBLEM_MEDIA_TYPE, FieldError, Kind, Problem, problem
 
+from .models import EXAMPLE_CHANNEL, EXAMPLE_EPISODE, EXAMPLE_KEY, EXAMPLE_RULE, EXAMPLE_SERVER, EXAMPLE_USER
 from .pagination import PAGE_MEDIA_TYPE, PAGE_MODEL_KEY
 
 PROBLEM_REF = "#/components/schemas/Problem"
 PROBLEMS_KEY = "x-problems"
 # Paths served without the database or Kafka behind them (no 503 unavailable).
 _NO_BACKEND = ("/health", "/metrics", "/install.sh", "/agent/wheels/")
+
+# A path, query or header parameter that its route leaves undescribed takes its text and example
+# here, by name: one text for `server_id` across every operation that has it. A route's own
+# `Path(description=...)`/`Query(description=...)` wins. `tests/unit/test_openapi_fields.py` fails on
+# a parameter with neither.
+PARAMETERS: dict[str, tuple[str, object]] = {
+    "server_id": ("the server's id (a server you own or that is shared with you)", EXAMPLE_SERVER),
+    "user_id": ("the id of the user the server is shared with", EXAMPLE_USER),
+    "key_id": (
+        "the API key's id (from `GET /api-keys/server/{server_id}`; never the key itself)",
+        EXAMPLE_KEY,
+    ),
+    "rule_id": ("the alert rule's id", EXAMPLE_RULE),
+    "threshold_id": ("the threshold rule's id (the legacy spec's name for an alert rule)", EXAMPLE_RULE),
+    "episode_id": (
+        "the alert episode's id: one firing of one rule on one server, until it resolves",
+        EXAMPLE_EPISODE,
+    ),
+    "channel_id": ("the notification channel's id", EXAMPLE_CHANNEL),
+    "x-api-key": (
+        "the agent's API key (`fpk_...`), as the agent sends it",
+        "fpk_Zx8s0d6lq3rT1vN4bW7yH2cK9mP5aE0u",
+    ),
+    "metric": ("which server-wide metric to read (percent, bytes, or load average)", "cpu_percent"),
+    "resolution": (
+        "raw: the samples as stored; 1m, 1h: one-minute or one-hour buckets (min, mean, max); auto: the "
+        "finest that fits the window and the page",
+        "auto",
+    ),
+    "mount": ("the disk's mount point, as the agent reports it", "/"),
+    "interface": ("the network interface's name, as the agent reports it", "eth0"),
+    "level": (
+        "only lines at these levels (repeat the parameter for several); all levels when absent",
+        ["ERROR"],
+    ),
+    "source": ("only lines from this source (the agent's log source, e.g. a unit or a file)", "nginx"),
+    "container_id": ("the container's id or name, as the agent reports it", "web"),
+    "action": ("what to do with the container", "restart"),
+    "tail": ("how many of the newest log lines to return", 100),
+    "state": ("only episodes in this state; all when absent", "firing"),
+    "severity": ("only episodes of this severity; all when absent", "critical"),
+    "name": ("a wheel file's name, as `/install.sh` asks for it", "fleetpulse_agent-0.1.0-py3-none-any.whl"),
+    "tag": ("only servers with every one of these tags (repeat the parameter for several)", ["prod"]),
+    "status": (
+        "only servers in one of these states (repeat the parameter for several)",
+        ["offline", "stale"],
+    ),
+    "start": ("the window's start, inclusive (RFC 3339 with an offset)", "2026-01-01T11:00:00Z"),
+    "end": ("the window's end, exclusive (RFC 3339 with an offset)", "2026-01-01T12:00:00Z"),
+    "q": ("only lines whose message contains this text", "timeout"),
+}
+
+
+def _describe(parameter: dict[str, Any]) -> None:
+    known = PARAMETERS.get(parameter["name"].lower())
+    if known is None:
+        return
+    description, example = known
+    parameter.setdefault("description", description)
+    if "example" not in parameter and not parameter.get("examples") and not parameter.get("deprecated"):
+        parameter["example"] = example
+
 
 TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Accounts: register, log in, rotate refresh tokens, log out."},
@@ -139,6 +202,8 @@ def finish(doc: dict[str, Any]) -> dict[str, Any]:
     for path, operations in doc.get("paths", {}).items():
         for operation in operations.values():
             declared = operation.pop(PROBLEMS_KEY, [])
+            for parameter in operation.get("parameters", []):
+                _describe(parameter)
             if any(
                 p["in"] == "header" and p["name"].lower() == "x-api-key"
                 for p in operation.get("parameters", [])

@@ -4454,7 +4454,12 @@ export interface operations {
     list_servers_api_v1_servers_get: {
         parameters: {
             query?: {
-                /** @description only servers with every tag */
+                /**
+                 * @description only servers with every tag
+                 * @example [
+                 *       "prod"
+                 *     ]
+                 */
                 tag?: string[] | null;
                 /** @description items per page, 1 to `page_max_items` (1000 by default); default `page_default_items` (100) */
                 limit?: number | null;
@@ -4594,6 +4599,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -4661,6 +4670,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -4750,6 +4763,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -4824,6 +4841,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -4918,6 +4939,10 @@ export interface operations {
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -4994,6 +5019,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5083,7 +5112,15 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
+                /**
+                 * @description the id of the user the server is shared with
+                 * @example 8a1e5c77-2b4d-4e0f-b3a9-6c2d1f0e9b84
+                 */
                 user_id: string;
             };
             cookie?: never;
@@ -5156,9 +5193,20 @@ export interface operations {
     fleet_api_v1_fleet_get: {
         parameters: {
             query?: {
-                /** @description only servers with every tag */
+                /**
+                 * @description only servers with every tag
+                 * @example [
+                 *       "prod"
+                 *     ]
+                 */
                 tag?: string[] | null;
-                /** @description only servers in one of these */
+                /**
+                 * @description only servers in one of these
+                 * @example [
+                 *       "offline",
+                 *       "stale"
+                 *     ]
+                 */
                 status?: ("online" | "offline" | "stale" | "unknown")[] | null;
             };
             header?: never;
@@ -5305,6 +5353,10 @@ export interface operations {
         parameters: {
             query?: never;
             header?: {
+                /**
+                 * @description the agent's API key (`fpk_...`), as the agent sends it
+                 * @example fpk_Zx8s0d6lq3rT1vN4bW7yH2cK9mP5aE0u
+                 */
                 "x-api-key"?: string | null;
             };
             path?: never;
@@ -5378,6 +5430,10 @@ export interface operations {
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5455,6 +5511,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the API key's id (from `GET /api-keys/server/{server_id}`; never the key itself)
+                 * @example c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1
+                 */
                 key_id: string;
             };
             cookie?: never;
@@ -5531,6 +5591,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the API key's id (from `GET /api-keys/server/{server_id}`; never the key itself)
+                 * @example c51b7a02-9d3e-4f61-8a45-27e0b6d9f3c1
+                 */
                 key_id: string;
             };
             cookie?: never;
@@ -5605,6 +5669,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5670,15 +5738,33 @@ export interface operations {
     metric_history_api_v1_metrics__server_id__history_get: {
         parameters: {
             query?: {
+                /**
+                 * @description which server-wide metric to read (percent, bytes, or load average)
+                 * @example cpu_percent
+                 */
                 metric?: "cpu_percent" | "memory_percent" | "memory_used_bytes" | "load1" | "load5" | "load15";
-                /** @description inclusive; default: end minus one hour */
+                /**
+                 * @description inclusive; default: end minus one hour
+                 * @example 2026-01-01T11:00:00Z
+                 */
                 start?: string | null;
-                /** @description exclusive; default: now */
+                /**
+                 * @description exclusive; default: now
+                 * @example 2026-01-01T12:00:00Z
+                 */
                 end?: string | null;
+                /**
+                 * @description raw: the samples as stored; 1m, 1h: one-minute or one-hour buckets (min, mean, max); auto: the finest that fits the window and the page
+                 * @example auto
+                 */
                 resolution?: "auto" | "raw" | "1m" | "1h";
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5744,16 +5830,38 @@ export interface operations {
     disk_history_api_v1_metrics__server_id__disks_history_get: {
         parameters: {
             query: {
+                /**
+                 * @description the disk's mount point, as the agent reports it
+                 * @example /
+                 */
                 mount: string;
+                /**
+                 * @description which server-wide metric to read (percent, bytes, or load average)
+                 * @example cpu_percent
+                 */
                 metric?: "percent" | "used_bytes";
-                /** @description inclusive; default: end minus one hour */
+                /**
+                 * @description inclusive; default: end minus one hour
+                 * @example 2026-01-01T11:00:00Z
+                 */
                 start?: string | null;
-                /** @description exclusive; default: now */
+                /**
+                 * @description exclusive; default: now
+                 * @example 2026-01-01T12:00:00Z
+                 */
                 end?: string | null;
+                /**
+                 * @description raw: the samples as stored; 1m, 1h: one-minute or one-hour buckets (min, mean, max); auto: the finest that fits the window and the page
+                 * @example auto
+                 */
                 resolution?: "auto" | "raw" | "1m" | "1h";
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5819,15 +5927,33 @@ export interface operations {
     interface_history_api_v1_metrics__server_id__interfaces_history_get: {
         parameters: {
             query: {
+                /**
+                 * @description the network interface's name, as the agent reports it
+                 * @example eth0
+                 */
                 interface: string;
-                /** @description inclusive; default: end minus one hour */
+                /**
+                 * @description inclusive; default: end minus one hour
+                 * @example 2026-01-01T11:00:00Z
+                 */
                 start?: string | null;
-                /** @description exclusive; default: now */
+                /**
+                 * @description exclusive; default: now
+                 * @example 2026-01-01T12:00:00Z
+                 */
                 end?: string | null;
+                /**
+                 * @description raw: the samples as stored; 1m, 1h: one-minute or one-hour buckets (min, mean, max); auto: the finest that fits the window and the page
+                 * @example auto
+                 */
                 resolution?: "auto" | "raw" | "1m" | "1h";
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5893,13 +6019,32 @@ export interface operations {
     logs_api_v1_logs__server_id__get: {
         parameters: {
             query?: {
-                /** @description inclusive; default: end minus one day */
+                /**
+                 * @description inclusive; default: end minus one day
+                 * @example 2026-01-01T11:00:00Z
+                 */
                 start?: string | null;
-                /** @description exclusive; default: now */
+                /**
+                 * @description exclusive; default: now
+                 * @example 2026-01-01T12:00:00Z
+                 */
                 end?: string | null;
+                /**
+                 * @description only lines at these levels (repeat the parameter for several); all levels when absent
+                 * @example [
+                 *       "ERROR"
+                 *     ]
+                 */
                 level?: ("DEBUG" | "INFO" | "WARNING" | "ERROR" | "CRITICAL")[] | null;
+                /**
+                 * @description only lines from this source (the agent's log source, e.g. a unit or a file)
+                 * @example nginx
+                 */
                 source?: string | null;
-                /** @description text the message contains */
+                /**
+                 * @description text the message contains
+                 * @example timeout
+                 */
                 q?: string | null;
                 /** @description items per page, 1 to `page_max_items` (1000 by default); default `page_default_items` (100) */
                 limit?: number | null;
@@ -5908,6 +6053,10 @@ export interface operations {
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -5975,6 +6124,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -6042,6 +6195,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -6159,6 +6316,10 @@ export interface operations {
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -6235,6 +6396,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -6302,8 +6467,20 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
+                /**
+                 * @description the container's id or name, as the agent reports it
+                 * @example web
+                 */
                 container_id: string;
+                /**
+                 * @description what to do with the container
+                 * @example restart
+                 */
                 action: "start" | "stop" | "restart";
             };
             cookie?: never;
@@ -6396,11 +6573,23 @@ export interface operations {
     docker_logs_api_v1_docker__server_id__containers__container_id__logs_get: {
         parameters: {
             query?: {
+                /**
+                 * @description how many of the newest log lines to return
+                 * @example 100
+                 */
                 tail?: number;
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
+                /**
+                 * @description the container's id or name, as the agent reports it
+                 * @example web
+                 */
                 container_id: string;
             };
             cookie?: never;
@@ -6502,6 +6691,10 @@ export interface operations {
     list_rules_api_v1_alerts_rules_get: {
         parameters: {
             query?: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id?: string | null;
                 /** @description items per page, 1 to `page_max_items` (1000 by default); default `page_default_items` (100) */
                 limit?: number | null;
@@ -6653,6 +6846,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert rule's id
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 rule_id: string;
             };
             cookie?: never;
@@ -6720,6 +6917,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert rule's id
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 rule_id: string;
             };
             cookie?: never;
@@ -6809,6 +7010,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert rule's id
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 rule_id: string;
             };
             cookie?: never;
@@ -6872,6 +7077,10 @@ export interface operations {
     list_thresholds_api_v1_alerts_thresholds_get: {
         parameters: {
             query?: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id?: string | null;
                 /** @description items per page, 1 to `page_max_items` (1000 by default); default `page_default_items` (100) */
                 limit?: number | null;
@@ -7024,6 +7233,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the threshold rule's id (the legacy spec's name for an alert rule)
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 threshold_id: string;
             };
             cookie?: never;
@@ -7113,6 +7326,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the threshold rule's id (the legacy spec's name for an alert rule)
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 threshold_id: string;
             };
             cookie?: never;
@@ -7176,12 +7393,30 @@ export interface operations {
     list_alerts_api_v1_alerts_get: {
         parameters: {
             query?: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id?: string | null;
+                /**
+                 * @description only episodes in this state; all when absent
+                 * @example firing
+                 */
                 state?: ("firing" | "resolved") | null;
+                /**
+                 * @description only episodes of this severity; all when absent
+                 * @example critical
+                 */
                 severity?: ("info" | "warning" | "critical") | null;
-                /** @description episodes that started at or after */
+                /**
+                 * @description episodes that started at or after
+                 * @example 2026-01-01T11:00:00Z
+                 */
                 start?: string | null;
-                /** @description episodes that started before */
+                /**
+                 * @description episodes that started before
+                 * @example 2026-01-01T12:00:00Z
+                 */
                 end?: string | null;
                 /** @description items per page, 1 to `page_max_items` (1000 by default); default `page_default_items` (100) */
                 limit?: number | null;
@@ -7251,6 +7486,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert episode's id: one firing of one rule on one server, until it resolves
+                 * @example 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+                 */
                 episode_id: string;
             };
             cookie?: never;
@@ -7327,6 +7566,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert episode's id: one firing of one rule on one server, until it resolves
+                 * @example 9e8d7c6b-5a4f-4e3d-8c2b-1a0f9e8d7c6b
+                 */
                 episode_id: string;
             };
             cookie?: never;
@@ -7490,6 +7733,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the alert rule's id
+                 * @example 5b6c7d8e-1f2a-4b3c-8d4e-9f0a1b2c3d4e
+                 */
                 rule_id: string;
             };
             cookie?: never;
@@ -7727,6 +7974,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the notification channel's id
+                 * @example 7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d
+                 */
                 channel_id: string;
             };
             cookie?: never;
@@ -7794,6 +8045,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the notification channel's id
+                 * @example 7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d
+                 */
                 channel_id: string;
             };
             cookie?: never;
@@ -7883,6 +8138,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the notification channel's id
+                 * @example 7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d
+                 */
                 channel_id: string;
             };
             cookie?: never;
@@ -7948,6 +8207,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description the notification channel's id
+                 * @example 7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d
+                 */
                 channel_id: string;
             };
             cookie?: never;
@@ -8025,6 +8288,10 @@ export interface operations {
             };
             header?: never;
             path: {
+                /**
+                 * @description the server's id (a server you own or that is shared with you)
+                 * @example 3f0c2d4e-8f1a-4c9e-9a57-0d9c1b2a7e65
+                 */
                 server_id: string;
             };
             cookie?: never;
@@ -8330,6 +8597,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                /**
+                 * @description a wheel file's name, as `/install.sh` asks for it
+                 * @example fleetpulse_agent-0.1.0-py3-none-any.whl
+                 */
                 name: string;
             };
             cookie?: never;
